@@ -1,0 +1,5 @@
+import sys
+
+from modelward.cli.main import main
+
+sys.exit(main())

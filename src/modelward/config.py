@@ -1,0 +1,102 @@
+"""Scan settings: resource limits for hostile input and user extensions to the allow-list.
+
+A config file is TOML, either a standalone file given with `--config` or the
+`[tool.modelward]` table of a `pyproject.toml`:
+
+    [scan]
+    allow_globals = ["mypkg.layers.MyBlock"]     # exact module.qualname pairs
+
+    [scan.limits]
+    max_decompressed_bytes = 1073741824
+
+Unknown keys are errors: a typo must not silently weaken a scan.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """The configuration file is unreadable or holds a key or value we do not accept."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on time and memory so that hostile input becomes a finding, not a hang."""
+
+    #: Wall-clock seconds one top-level file may take.
+    max_seconds_per_file: float = 120.0
+    #: Bytes any one decompressed stream (joblib, gzip member, zip member) may expand to.
+    max_decompressed_bytes: int = 8 * 1024**3
+    #: Expansion ratio of a compressed member beyond which it is reported as a bomb.
+    max_compression_ratio: float = 1000.0
+    #: Containers inside containers (zip in tar in gzip ...).
+    max_nesting_depth: int = 8
+    #: Members one archive may hold.
+    max_members: int = 100_000
+    #: Opcodes one pickle stream may hold.
+    max_pickle_opcodes: int = 50_000_000
+    #: Bytes of one pickle stream held for analysis (strings, memo); tensor data is not held.
+    max_pickle_bytes: int = 2 * 1024**3
+    #: Pickle streams scanned back to back in one file.
+    max_pickle_streams: int = 64
+    #: Bytes of a header (safetensors JSON, GGUF metadata, npy dict) we agree to read.
+    max_header_bytes: int = 100 * 1024**2
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """Everything a scan can be told; the defaults are what `modelward scan` uses."""
+
+    limits: Limits = field(default_factory=Limits)
+    #: Extra `module.qualname` globals the user declares safe (exact pairs only).
+    allow_globals: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any], source: str = "config") -> ScanConfig:
+        scan = data.get("scan", {})
+        _reject_unknown(data, {"scan"}, source)
+        if not isinstance(scan, dict):
+            raise ConfigError(f"{source}: [scan] must be a table")
+        _reject_unknown(scan, {"allow_globals", "limits"}, f"{source} [scan]")
+        allow = scan.get("allow_globals", [])
+        if not isinstance(allow, list) or not all(isinstance(g, str) for g in allow):
+            raise ConfigError(f"{source}: scan.allow_globals must be a list of strings")
+        for name in allow:
+            if "." not in name or name.endswith(".") or "*" in name:
+                raise ConfigError(
+                    f"{source}: allow_globals entry {name!r} must be an exact module.qualname"
+                )
+        limits_table = scan.get("limits", {})
+        if not isinstance(limits_table, dict):
+            raise ConfigError(f"{source}: [scan.limits] must be a table")
+        known = {f.name: f for f in fields(Limits)}
+        _reject_unknown(limits_table, set(known), f"{source} [scan.limits]")
+        limit_values: dict[str, Any] = {}
+        for key, value in limits_table.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigError(f"{source}: scan.limits.{key} must be a positive number")
+            limit_values[key] = value
+        return cls(limits=Limits(**limit_values), allow_globals=frozenset(allow))
+
+    @classmethod
+    def from_file(cls, path: Path) -> ScanConfig:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config {path}: {exc}") from exc
+        if path.name == "pyproject.toml":
+            data = data.get("tool", {}).get("modelward", {})
+        return cls.from_mapping(data, str(path))
+
+
+def _reject_unknown(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+        )

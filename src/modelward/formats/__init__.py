@@ -1,0 +1,12 @@
+"""One module per model format, each behind the `FormatScanner` interface in `base`.
+
+`SCANNERS` is the detection order: the first scanner whose `detect` accepts a
+blob's bytes scans it. More specific formats come before the generic ones they
+are built on (a PyTorch zip before a plain zip, NumPy before raw pickle).
+"""
+
+from __future__ import annotations
+
+from modelward.formats.base import FormatScanner
+
+SCANNERS: list[FormatScanner] = []

@@ -1,0 +1,11 @@
+"""`--format json`: the report as one JSON document (see `ScanReport.to_dict`)."""
+
+from __future__ import annotations
+
+import json
+
+from modelward.findings import ScanReport
+
+
+def render_json(report: ScanReport) -> str:
+    return json.dumps(report.to_dict(), indent=2) + "\n"

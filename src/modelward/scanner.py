@@ -1,0 +1,167 @@
+"""The core of a scan: walk the paths, detect each file's format by content, dispatch.
+
+This is the small piece that joins the format scanners (`formats/`), the
+findings model and the config; the CLI and the public API both call it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from modelward.config import ScanConfig
+from modelward.findings import Location, ScanReport, ScanResult, Severity
+from modelward.formats import SCANNERS
+from modelward.formats.base import HEAD_SIZE, Blob, ScanAborted, ScanContext
+
+#: Folders never descended into when a directory is scanned.
+SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__"})
+
+
+def dispatch(blob: Blob, ctx: ScanContext) -> str:
+    """Scan `blob` with the first scanner that recognises its bytes; return the format name.
+
+    Limits hit inside a scanner and parser failures on malformed input become
+    findings on the blob; only the per-file time limit ends the whole file.
+    """
+    try:
+        with ctx.open(blob) as stream:
+            head = stream.read(HEAD_SIZE)
+        for scanner in SCANNERS:
+            if scanner.detect(blob, head):
+                scanner.scan(blob, ctx)
+                return scanner.name
+        return _unrecognised(blob, head, ctx)
+    except ScanAborted as exc:
+        ctx.report(exc.rule_id, Severity.MEDIUM, blob.location, exc.message)
+        if exc.rule_id == "MW-LIMIT-TIME":
+            raise
+        return "aborted"
+    except (MemoryError, RecursionError) as exc:
+        ctx.report(
+            "MW-LIMIT-MEMORY",
+            Severity.MEDIUM,
+            blob.location,
+            f"scan ran out of {'memory' if isinstance(exc, MemoryError) else 'stack'};"
+            " file not fully scanned",
+        )
+        return "aborted"
+    except OSError as exc:
+        ctx.result.errors.append(f"{blob.location}: cannot read: {exc}")
+        return "unreadable"
+    except Exception as exc:  # a parser bug on hostile input must not crash the run
+        ctx.report(
+            "MW-SCAN-ERROR",
+            Severity.MEDIUM,
+            blob.location,
+            "scanner failed on this input; it may be malformed or crafted to evade scanning",
+            evidence=f"{type(exc).__name__}: {exc}"[:500],
+        )
+        return "error"
+
+
+def _unrecognised(blob: Blob, head: bytes, ctx: ScanContext) -> str:
+    if blob.size == 0:
+        return "empty"
+    if _looks_like_text(head):
+        return "text"
+    ctx.report(
+        "MW-FORMAT-UNKNOWN",
+        Severity.MEDIUM,
+        blob.location,
+        "unrecognised binary format; not scanned (fail closed: review or scan with a tool"
+        " that knows it)",
+        evidence=head[:16].hex(),
+    )
+    return "unknown"
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A multi-byte character cut at the end of the head is still text.
+        return exc.start >= len(head) - 3
+    return True
+
+
+def scan_file(path: Path, config: ScanConfig, display: str | None = None) -> ScanResult:
+    """Scan one file on disk; never raises for anything the file contains."""
+    start = time.monotonic()
+    result = ScanResult(path=display if display is not None else str(path))
+    try:
+        blob = Blob.from_file(path, result.path)
+    except OSError as exc:
+        result.errors.append(f"cannot read: {exc.strerror or exc}")
+        result.format = "unreadable"
+        return result
+    result.size = blob.size
+    ctx = ScanContext(
+        config=config,
+        result=result,
+        dispatch=dispatch,
+        deadline=start + config.limits.max_seconds_per_file,
+    )
+    try:
+        result.format = dispatch(blob, ctx)
+    except ScanAborted:
+        result.format = "aborted"
+    result.bytes_read = ctx.read_counter[0]
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
+    """Every regular file under `paths`, folders recursively and in sorted order.
+
+    Raises `FileNotFoundError` for a path that does not exist: a typo must not
+    look like a clean scan.
+    """
+    for root in paths:
+        if root.is_dir():
+            for dirpath, dirnames, filenames in os.walk(root):
+                dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED_DIRS)
+                for name in sorted(filenames):
+                    yield Path(dirpath) / name
+        elif root.exists():
+            yield root
+        else:
+            raise FileNotFoundError(f"no such file or directory: {root}")
+
+
+def scan_paths(
+    paths: Sequence[Path],
+    config: ScanConfig | None = None,
+    jobs: int = 1,
+    on_result: Callable[[ScanResult], None] | None = None,
+) -> ScanReport:
+    """Scan files and folders; `jobs` > 1 scans files in that many processes."""
+    config = config if config is not None else ScanConfig()
+    start = time.monotonic()
+    files = list(iter_files(paths))
+    report = ScanReport()
+    if jobs > 1 and len(files) > 1:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            results: Iterable[ScanResult] = pool.map(
+                scan_file, files, [config] * len(files), chunksize=1
+            )
+            for result in results:
+                report.results.append(result)
+                if on_result is not None:
+                    on_result(result)
+    else:
+        for path in files:
+            result = scan_file(path, config)
+            report.results.append(result)
+            if on_result is not None:
+                on_result(result)
+    report.seconds = time.monotonic() - start
+    return report
+
+
+__all__ = ["Location", "dispatch", "iter_files", "scan_file", "scan_paths"]

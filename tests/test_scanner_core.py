@@ -1,0 +1,52 @@
+"""The dispatcher's fail-closed behaviour, independent of any one format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import modelward
+from modelward.cli.main import main
+from modelward.config import ConfigError, ScanConfig
+from modelward.findings import Severity
+
+
+def test_unknown_binary_is_reported_not_passed(tmp_path: Path) -> None:
+    blob = tmp_path / "weights.bin"
+    blob.write_bytes(b"\x00\x01\x02\xffGARBAGE" * 10)
+    report = modelward.scan(blob)
+    [finding] = report.findings
+    assert finding.rule_id == "MW-FORMAT-UNKNOWN"
+    assert finding.severity == Severity.MEDIUM
+    assert report.results[0].format == "unknown"
+
+
+def test_text_and_empty_files_are_not_findings(tmp_path: Path) -> None:
+    (tmp_path / "README.md").write_text("# a model card\n", encoding="utf-8")
+    (tmp_path / "empty").write_bytes(b"")
+    report = modelward.scan(tmp_path)
+    assert report.findings == []
+    assert sorted(r.format for r in report.results) == ["empty", "text"]
+
+
+def test_missing_path_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        modelward.scan(tmp_path / "nope")
+    assert main(["scan", str(tmp_path / "nope"), "--format", "json"]) == 2
+
+
+def test_config_rejects_unknown_keys_and_wildcards(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown key"):
+        ScanConfig.from_mapping({"scan": {"allow_global": ["a.b"]}})
+    with pytest.raises(ConfigError, match="exact"):
+        ScanConfig.from_mapping({"scan": {"allow_globals": ["os.*"]}})
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        '[tool.modelward.scan]\nallow_globals = ["mypkg.Block"]\n'
+        "[tool.modelward.scan.limits]\nmax_nesting_depth = 3\n",
+        encoding="utf-8",
+    )
+    config = ScanConfig.from_file(pyproject)
+    assert config.allow_globals == frozenset({"mypkg.Block"})
+    assert config.limits.max_nesting_depth == 3
