@@ -7,5 +7,6 @@ import json
 from modelward.findings import ScanReport
 
 
-def render_json(report: ScanReport) -> str:
+def render_json(report: ScanReport, *, terminal: bool = False) -> str:
+    """The same document on a terminal as in a pipe: machine formats are never styled."""
     return json.dumps(report.to_dict(), indent=2) + "\n"

@@ -1,0 +1,178 @@
+"""`--format table` (the default): findings for people, styled on a terminal, plain in a pipe.
+
+Everything shown comes from the scanned files (names, evidence), so it is made
+printable first: hostile bytes must not inject terminal escape sequences or
+rich markup into the user's terminal.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from io import StringIO
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from modelward.findings import Finding, ScanReport, ScanResult, Severity
+
+#: Width of plain-text output (pipes, files); a terminal uses its own width.
+PLAIN_WIDTH = 120
+
+#: Longest evidence shown in the table; the JSON and SARIF reports carry it whole.
+MAX_EVIDENCE = 160
+
+SEVERITY_STYLES = {
+    Severity.CRITICAL: "bold white on red",
+    Severity.HIGH: "bold red",
+    Severity.MEDIUM: "yellow",
+    Severity.LOW: "cyan",
+    Severity.INFO: "dim",
+}
+
+
+def render_table(report: ScanReport, *, terminal: bool = False) -> str:
+    """Render `report` as text; `terminal` styles it and fits the terminal's width."""
+    width = shutil.get_terminal_size((PLAIN_WIDTH, 24)).columns if terminal else PLAIN_WIDTH
+    console = Console(
+        file=StringIO(),
+        width=width,
+        force_terminal=terminal,
+        highlight=False,
+        emoji=False,
+        legacy_windows=False,
+    )
+    flagged = [r for r in report.results if _is_flagged(r)]
+    if flagged:
+        console.print(_findings_table(flagged))
+    for result in report.results:
+        console.print(_file_line(result))
+        if not _is_flagged(result):
+            for finding in result.findings:
+                console.print(_compact_finding(finding))
+    console.print(verdict_line(report))
+    text: str = console.file.getvalue()  # type: ignore[attr-defined]
+    # rich pads table cells to the width; trailing blanks only get in the way of diffs and grep.
+    return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
+
+
+def verdict_line(report: ScanReport) -> Text:
+    """`N files scanned in T s, M findings: 2 critical, 1 medium` (or `no findings`)."""
+    files = _plural(len(report.results), "file")
+    findings = report.findings
+    line = Text(f"{files} scanned in {report.seconds:.2f} s, ", style="bold")
+    if not findings:
+        line.append("no findings", style="bold green")
+    else:
+        counts = Counter(f.severity for f in findings)
+        line.append(f"{_plural(len(findings), 'finding')}: ")
+        parts = [
+            Text(f"{counts[s]} {s.label}", style=SEVERITY_STYLES[s])
+            for s in sorted(counts, reverse=True)
+        ]
+        line.append_text(Text(", ").join(parts))
+    if report.errors:
+        line.append(f"; {_plural(len(report.errors), 'error')}", style="bold red")
+    return line
+
+
+def _is_flagged(result: ScanResult) -> bool:
+    """Files with a finding above INFO get table rows; the rest are listed compactly."""
+    top = result.max_severity
+    return top is not None and top > Severity.INFO
+
+
+def _findings_table(results: list[ScanResult]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
+    table.add_column("severity", no_wrap=True)
+    table.add_column("rule", no_wrap=True)
+    table.add_column("location", overflow="fold")
+    table.add_column("message", ratio=3)
+    table.add_column("evidence", overflow="fold", ratio=2)
+    table.add_column("ATLAS", no_wrap=True)
+    for result in results:
+        for finding in _by_severity(result.findings):
+            table.add_row(
+                _severity_text(finding.severity),
+                Text(finding.rule_id),
+                Text(printable(str(finding.location))),
+                Text(printable(finding.message)),
+                Text(_short_evidence(finding.evidence), style="dim"),
+                Text(finding.technique),
+            )
+    return table
+
+
+def _file_line(result: ScanResult) -> Text:
+    """`path  format  read 1.2 KiB of 3.0 MiB  0.01 s`, with errors and a mark for the worst."""
+    top = result.max_severity
+    if result.errors:
+        mark = Text("!", style="bold red")
+    elif top is None or top == Severity.INFO:
+        mark = Text("✓" if top is None else "·", style="green")
+    else:
+        mark = _severity_text(top)
+    line = Text.assemble(
+        mark,
+        " ",
+        (printable(result.path), "bold" if _is_flagged(result) else ""),
+        f"  {result.format}",
+        f"  read {human_bytes(result.bytes_read)} of {human_bytes(result.size)}",
+        f"  {result.seconds:.2f} s",
+        style="" if _is_flagged(result) or result.errors else "dim",
+    )
+    for error in result.errors:
+        line.append(f"  error: {printable(error)}", style="red")
+    return line
+
+
+def _compact_finding(finding: Finding) -> Text:
+    line = Text("    ")
+    line.append_text(_severity_text(finding.severity))
+    line.append(f" {finding.rule_id} {printable(str(finding.location))}: ")
+    line.append(printable(finding.message))
+    if finding.evidence:
+        line.append(f" ({_short_evidence(finding.evidence)})")
+    line.stylize("dim")
+    return line
+
+
+def _by_severity(findings: list[Finding]) -> list[Finding]:
+    """Worst first; equal severities keep the order the scanner found them in."""
+    return sorted(findings, key=lambda f: -f.severity)
+
+
+def _severity_text(severity: Severity) -> Text:
+    return Text(severity.label, style=SEVERITY_STYLES[severity])
+
+
+def _short_evidence(evidence: str | None) -> str:
+    if not evidence:
+        return ""
+    text = printable(evidence)
+    return text if len(text) <= MAX_EVIDENCE else text[: MAX_EVIDENCE - 1] + "…"
+
+
+def printable(text: str) -> str:
+    """`text` with every non-printable character escaped (`\\x1b`, `\\n`), as `repr` would."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def human_bytes(count: int) -> str:
+    """`512 B`, `1.5 KiB`, `3.2 GiB`."""
+    if count < 1024:
+        return f"{count} B"
+    value = float(count)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+    return f"{value / 1024:.1f} TiB"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
