@@ -7,6 +7,13 @@ are built on (a PyTorch zip before a plain zip, NumPy before raw pickle).
 
 from __future__ import annotations
 
+from modelward.formats import archive
 from modelward.formats.base import FormatScanner
 
-SCANNERS: list[FormatScanner] = []
+SCANNERS: list[FormatScanner] = [
+    # Generic containers last: their members are dispatched again by content.
+    archive.TAR,
+    archive.GZIP,
+    archive.BZIP2,
+    archive.XZ,
+]

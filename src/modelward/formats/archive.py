@@ -1,0 +1,413 @@
+"""Tar archives and single-stream gzip / bzip2 / xz files, scanned member by member.
+
+Nothing is extracted to disk. A compressed file is decompressed as a stream
+into one member (`model.tar.gz!model.tar`) that the dispatcher scans by
+content, so `.tar.gz` is simply gzip around tar.
+
+How members stay seekable for the scanners nested inside them:
+
+* A decompressed stream is first decompressed once to learn its true size
+  (and to catch bombs before anything else reads it). When it is small
+  (`IN_MEMORY_BYTES`) those bytes are kept; when it is larger, every later
+  `open()` decompresses again from the start. Python's decompressing files
+  can seek (backwards by re-decompressing), so nested scanners that seek work,
+  at a cost in time bounded by the per-file deadline, and never in memory.
+* A tar member is a window onto a fresh `open()` of the tar itself, positioned
+  at the member's data: no copy for a tar on disk. Small members of a tar that
+  is itself decompressed are read once into memory so that they do not cost a
+  new decompression per open.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import posixpath
+import tarfile
+import zlib
+from collections.abc import Callable
+from pathlib import PurePosixPath
+from typing import BinaryIO, cast
+
+from modelward.config import Limits
+from modelward.findings import Location, Severity
+from modelward.formats.base import Blob, ScanAborted, ScanContext
+
+#: Decompressed content or tar members up to this size are held in memory; larger ones re-read.
+IN_MEMORY_BYTES = 16 * 1024**2
+#: Expansion only counts as a bomb past this size, so a tiny file of zeros is not a finding.
+BOMB_MIN_BYTES = 1024**2
+#: Bytes one GNU long-name or pax extended header may hold; `tarfile` would read any size.
+MAX_TAR_EXTENDED_HEADER = 1024**2
+_CHUNK = 1024**2
+
+_TAR_EXTENDED_TYPES = frozenset(
+    {tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE}
+    | {tarfile.SOLARIS_XHDTYPE}
+)
+
+
+class _Window(io.RawIOBase):
+    """`size` bytes starting at `start` of a stream opened by `opener`, seekable within them.
+
+    Each open gets its own underlying stream, so nested scanners may hold several at once.
+    """
+
+    def __init__(self, opener: Callable[[], BinaryIO], start: int, size: int) -> None:
+        self._inner = opener()
+        self._start = start
+        self._size = size
+        self._pos = 0
+        self._seekable = self._inner.seekable()
+        if self._seekable:
+            self._inner.seek(start)
+        else:
+            _discard(self._inner, start)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return self._seekable
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if not self._seekable:
+            raise io.UnsupportedOperation("seek")
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        self._inner.seek(self._start + min(self._pos, self._size))
+        return self._pos
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        want = min(len(buffer), self._size - self._pos)
+        if want <= 0:
+            return 0
+        data = self._inner.read(want)
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        self._inner.close()
+        super().close()
+
+
+class _Decompressed(io.RawIOBase):
+    """A decompressing file that also closes the compressed stream it reads."""
+
+    def __init__(self, raw: BinaryIO, wrap: Callable[[BinaryIO], BinaryIO]) -> None:
+        self._raw = raw
+        self._inner = wrap(raw)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._inner.tell()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._inner.seek(offset, whence)
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self._inner.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._inner.close()
+        self._raw.close()
+        super().close()
+
+
+def _discard(stream: BinaryIO, count: int) -> None:
+    while count > 0:
+        data = stream.read(min(count, _CHUNK))
+        if not data:
+            return
+        count -= len(data)
+
+
+def _basename(blob: Blob) -> str:
+    return PurePosixPath(blob.name.replace("\\", "/")).name
+
+
+class CompressedScanner:
+    """One single-stream compression format: decompress, check for a bomb, scan the content."""
+
+    def __init__(
+        self,
+        name: str,
+        magic: Callable[[bytes], bool],
+        wrap: Callable[[BinaryIO], BinaryIO],
+        suffixes: dict[str, str],
+        errors: tuple[type[Exception], ...],
+    ) -> None:
+        self.name = name
+        self._magic = magic
+        self._wrap = wrap
+        self._suffixes = suffixes
+        self._errors: tuple[type[Exception], ...] = (*errors, EOFError)
+
+    def detect(self, blob: Blob, head: bytes) -> bool:
+        return self._magic(head)
+
+    def inner_name(self, outer: str) -> str:
+        """`x.tar.gz` -> `x.tar`, `x.tgz` -> `x.tar`; otherwise a name saying what was done."""
+        lower = outer.lower()
+        for suffix, replacement in self._suffixes.items():
+            if lower.endswith(suffix) and len(outer) > len(suffix):
+                return outer[: -len(suffix)] + replacement
+        return f"{outer}[{self.name}]"
+
+    def scan(self, blob: Blob, ctx: ScanContext) -> None:
+        limits = ctx.config.limits
+        ratio_cap = max(BOMB_MIN_BYTES, int(limits.max_compression_ratio * max(blob.size, 1)))
+        kept = io.BytesIO()
+        total = 0
+        try:
+            with ctx.open(blob) as raw, _Decompressed(raw, self._wrap) as stream:
+                while chunk := stream.read(_CHUNK):
+                    ctx.check_deadline()
+                    total += len(chunk)
+                    if total > limits.max_decompressed_bytes or total > ratio_cap:
+                        _report_bomb(ctx, blob.location, blob.size, total, limits)
+                        return
+                    if total <= IN_MEMORY_BYTES:
+                        kept.write(chunk)
+        except self._errors as exc:
+            ctx.report(
+                "MW-ARCHIVE-MALFORMED",
+                Severity.MEDIUM,
+                blob.location,
+                f"{self.name} stream is corrupt or truncated after {total} decompressed bytes;"
+                " the rest is not scanned",
+                evidence=f"{type(exc).__name__}: {exc}"[:300],
+            )
+            if total == 0 or total > IN_MEMORY_BYTES:
+                return
+        location = blob.location.member(self.inner_name(_basename(blob)))
+        if total <= IN_MEMORY_BYTES:
+            member = Blob.from_bytes(location, kept.getvalue())
+        else:
+            wrap = self._wrap
+            member = Blob(location, total, lambda: cast(BinaryIO, _Decompressed(blob.open(), wrap)))
+        ctx.scan_member(member)
+
+
+def _report_bomb(
+    ctx: ScanContext, location: Location, compressed: int, seen: int, limits: Limits
+) -> None:
+    ctx.report(
+        "MW-ARCHIVE-BOMB",
+        Severity.MEDIUM,
+        location,
+        f"decompression bomb: {compressed} compressed bytes expanded past {seen} bytes (limits:"
+        f" {limits.max_decompressed_bytes} bytes, ratio {limits.max_compression_ratio:g});"
+        " content not scanned",
+    )
+
+
+def _gzip_magic(head: bytes) -> bool:
+    return head[:3] == b"\x1f\x8b\x08"
+
+
+def _bzip2_magic(head: bytes) -> bool:
+    # "BZh" + block size digit + the first block's (or end-of-stream's) 48-bit magic.
+    return (
+        len(head) >= 10
+        and head[:3] == b"BZh"
+        and head[3:4] in b"123456789"
+        and head[4:10] in (b"\x31\x41\x59\x26\x53\x59", b"\x17\x72\x45\x38\x50\x90")
+    )
+
+
+def _xz_magic(head: bytes) -> bool:
+    return head[:6] == b"\xfd7zXZ\x00"
+
+
+def _gzip(raw: BinaryIO) -> BinaryIO:
+    return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+
+
+def _bzip2(raw: BinaryIO) -> BinaryIO:
+    return bz2.BZ2File(raw, mode="rb")  # type: ignore[return-value]
+
+
+def _xz(raw: BinaryIO) -> BinaryIO:
+    return lzma.LZMAFile(raw, mode="rb", format=lzma.FORMAT_XZ)  # type: ignore[return-value]
+
+
+GZIP = CompressedScanner(
+    "gzip",
+    _gzip_magic,
+    _gzip,
+    {".tgz": ".tar", ".gz": ""},
+    (gzip.BadGzipFile, zlib.error),
+)
+BZIP2 = CompressedScanner(
+    "bzip2", _bzip2_magic, _bzip2, {".tbz2": ".tar", ".tbz": ".tar", ".bz2": ""}, (OSError,)
+)
+XZ = CompressedScanner("xz", _xz_magic, _xz, {".txz": ".tar", ".xz": ""}, (lzma.LZMAError,))
+
+
+def _tar_header_checksum_ok(block: bytes) -> bool:
+    """A v7 tar has no magic; its first header's checksum is what identifies it."""
+    field = block[148:156].replace(b"\x00", b" ").strip()
+    if not field or not all(48 <= c <= 55 for c in field):
+        return False
+    return int(field, 8) == sum(block[:148]) + 256 + sum(block[156:512])
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """Refuses extended headers `tarfile` would otherwise read whole into memory."""
+
+    def _proc_member(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _TAR_EXTENDED_TYPES and self.size > MAX_TAR_EXTENDED_HEADER:
+            raise ScanAborted(
+                "MW-ARCHIVE-MALFORMED",
+                f"tar extended header of {self.size} bytes at offset {self.offset}"
+                f" (more than {MAX_TAR_EXTENDED_HEADER}); rest of the archive not scanned",
+            )
+        return super()._proc_member(archive)  # type: ignore[misc, no-any-return]
+
+
+def member_path_escapes(name: str) -> bool:
+    """True for an absolute path or one whose `..` parts climb out of the archive root."""
+    name = name.replace("\\", "/")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        return True
+    return posixpath.normpath(name).split("/")[0] == ".."
+
+
+def _open_tar(stream: BinaryIO) -> tarfile.TarFile:
+    """Random access when the stream seeks (skips member data), streaming otherwise."""
+    if stream.seekable():
+        return tarfile.TarFile(fileobj=stream, tarinfo=_BoundedTarInfo)
+    return tarfile.open(fileobj=stream, mode="r|", tarinfo=_BoundedTarInfo)
+
+
+class TarScanner:
+    """POSIX, GNU and v7 tar: every member checked by its header, then scanned by content."""
+
+    name = "tar"
+
+    def detect(self, blob: Blob, head: bytes) -> bool:
+        if len(head) < 512:
+            return False
+        return head[257:262] == b"ustar" or _tar_header_checksum_ok(head)
+
+    def scan(self, blob: Blob, ctx: ScanContext) -> None:
+        try:
+            with ctx.open(blob) as stream, _open_tar(stream) as archive:
+                self._walk(archive, blob, ctx)
+        except ScanAborted as exc:
+            if exc.rule_id != "MW-ARCHIVE-MALFORMED":
+                raise
+            ctx.report(exc.rule_id, Severity.MEDIUM, blob.location, exc.message)
+        except (tarfile.TarError, EOFError, zlib.error) as exc:
+            ctx.report(
+                "MW-ARCHIVE-MALFORMED",
+                Severity.MEDIUM,
+                blob.location,
+                "tar archive is corrupt or truncated; members after this point are not scanned",
+                evidence=f"{type(exc).__name__}: {exc}"[:300],
+            )
+
+    def _walk(self, archive: tarfile.TarFile, blob: Blob, ctx: ScanContext) -> None:
+        limits = ctx.config.limits
+        count = 0
+        declared = 0
+        for member in archive:
+            ctx.check_deadline()
+            count += 1
+            if count > limits.max_members:
+                ctx.report(
+                    "MW-ARCHIVE-TOO-MANY-MEMBERS",
+                    Severity.MEDIUM,
+                    blob.location,
+                    f"archive holds more than {limits.max_members} members; the rest are not"
+                    " scanned",
+                )
+                return
+            # Only headers read so far are needed; tarfile would otherwise keep every one.
+            archive.members.clear()  # type: ignore[attr-defined]
+            location = blob.location.member(member.name)
+            self._check_member(member, location, ctx)
+            if not member.isreg() or member.issparse():
+                continue
+            declared += member.size
+            if declared > limits.max_decompressed_bytes:
+                _report_bomb(ctx, blob.location, blob.size, declared, limits)
+                return
+            ctx.scan_member(self._member_blob(archive, member, blob, location))
+
+    def _check_member(self, member: tarfile.TarInfo, location: Location, ctx: ScanContext) -> None:
+        if member_path_escapes(member.name):
+            ctx.report(
+                "MW-ARCHIVE-PATH-TRAVERSAL",
+                Severity.HIGH,
+                location,
+                "member path is absolute or climbs out of the extraction folder with '..';"
+                " extracting it writes outside the target folder",
+                evidence=member.name[:300],
+            )
+        if member.issym() or member.islnk():
+            kind = "symlink" if member.issym() else "hard link"
+            # A symlink resolves from its own folder; a hard link names another member.
+            base = posixpath.dirname(member.name) if member.issym() else ""
+            target = posixpath.join(base, member.linkname) if base else member.linkname
+            if member_path_escapes(target):
+                ctx.report(
+                    "MW-ARCHIVE-LINK-ESCAPE",
+                    Severity.HIGH,
+                    location,
+                    f"{kind} points outside the archive; extracting it lets later members or"
+                    " loaders read or overwrite files elsewhere",
+                    evidence=f"{member.name} -> {member.linkname}"[:300],
+                )
+            else:
+                ctx.report(
+                    "MW-ARCHIVE-LINK",
+                    Severity.LOW,
+                    location,
+                    f"{kind} inside the archive (target stays inside; not scanned twice)",
+                    evidence=f"{member.name} -> {member.linkname}"[:300],
+                )
+        elif member.ischr() or member.isblk() or member.isfifo():
+            ctx.report(
+                "MW-ARCHIVE-SPECIAL-MEMBER",
+                Severity.MEDIUM,
+                location,
+                "device or FIFO member: no model needs one, and extracting it can hang or"
+                " touch hardware",
+                evidence=member.name[:300],
+            )
+        elif member.issparse():
+            ctx.report(
+                "MW-ARCHIVE-UNSUPPORTED-MEMBER",
+                Severity.MEDIUM,
+                location,
+                "sparse tar member (its holes can expand without limit); not scanned",
+            )
+
+    def _member_blob(
+        self, archive: tarfile.TarFile, member: tarfile.TarInfo, blob: Blob, location: Location
+    ) -> Blob:
+        if blob.fs_path is None and member.size <= IN_MEMORY_BYTES:
+            data = archive.extractfile(member)
+            assert data is not None  # regular members always have data
+            return Blob.from_bytes(location, data.read())
+        start = member.offset_data
+        size = member.size
+        return Blob(location, size, lambda: cast(BinaryIO, _Window(blob.open, start, size)))
+
+
+TAR = TarScanner()
