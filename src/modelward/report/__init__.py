@@ -35,4 +35,5 @@ class LazyRenderer:
 RENDERERS: dict[str, Renderer] = {
     "table": LazyRenderer("modelward.report.table:render_table"),
     "json": LazyRenderer("modelward.report.json:render_json"),
+    "sarif": LazyRenderer("modelward.report.sarif:render_sarif"),
 }
