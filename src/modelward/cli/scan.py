@@ -1,14 +1,49 @@
-"""`modelward scan`: statically scan model files and folders."""
+"""`modelward scan`: statically scan model files and folders.
+
+Only wiring lives here: parse arguments, load the config, call the scanner,
+show progress, hand the report to a renderer and map it to an exit code.
+Heavy modules (the scanners, `rich`) are imported inside `run` so that
+`modelward --help` and JSON output start fast.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from modelward.config import ConfigError, ScanConfig
+from modelward.config import ConfigError, Limits, ScanConfig
 from modelward.findings import Severity
+
+if TYPE_CHECKING:
+    from modelward.findings import ScanResult
+
+FORMATS_HELP = """\
+formats (--format):
+  table   findings for people (default): styled on a terminal, plain text in a pipe or file
+  json    the whole report as one JSON document: per-file results, findings, counts
+  sarif   SARIF 2.1.0, for GitHub code scanning (upload-sarif) and other SARIF viewers
+"""
+
+EXIT_CODES_HELP = """\
+exit codes:
+  0  clean: no finding at or above --fail-on
+  1  at least one finding at or above --fail-on (default: medium)
+  2  usage error, path not found, unreadable file, bad config or unwritable --output
+"""
+
+CONFIG_HELP = """\
+config file (--config FILE; TOML; a pyproject.toml is read from its [tool.modelward] table):
+  [scan]
+  allow_globals = ["mypkg.layers.MyBlock"]  # exact module.qualname pairs trusted in pickles
+  [scan.limits]                             # any of these (defaults shown), positive numbers
+{limits}
+  Unknown keys are errors. No config file is read unless --config is given.
+""".format(limits="\n".join(f"  {f.name} = {f.default!r}" for f in fields(Limits)))
 
 
 def register(subparsers: Any) -> None:
@@ -17,34 +52,44 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "scan",
         help="scan model files or folders for code execution and tampering, without loading them",
-        description="Statically scan model files (pickle, PyTorch, joblib, NumPy, ...) and"
-        " folders, recursively. Formats are detected by content, not extension. Nothing is"
-        " loaded or executed.",
+        description="Statically scan model files (pickle, PyTorch, joblib, NumPy, ...) and\n"
+        "folders, recursively. Formats are detected by content, not extension.\n"
+        "Nothing is loaded or executed.",
+        epilog="\n".join((FORMATS_HELP, EXIT_CODES_HELP, CONFIG_HELP)),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="file or folder")
     parser.add_argument(
         "--format",
         "-f",
         default="table",
-        choices=sorted(RENDERERS),
+        choices=list(RENDERERS),
         help="output format (default: table)",
     )
-    parser.add_argument("--output", "-o", type=Path, help="write the report to FILE, not stdout")
+    parser.add_argument(
+        "--output", "-o", type=Path, metavar="FILE", help="write the report to FILE, not stdout"
+    )
     parser.add_argument(
         "--fail-on",
-        default="medium",
+        default=Severity.MEDIUM,
         type=_severity,
         metavar="SEVERITY",
         help="exit 1 when a finding is at or above this severity:"
         " info, low, medium, high, critical (default: medium)",
     )
     parser.add_argument(
-        "--jobs", "-j", type=int, default=1, metavar="N", help="scan N files in parallel"
+        "--jobs",
+        "-j",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="scan N files in parallel processes (default: 1)",
     )
     parser.add_argument(
         "--config",
         type=Path,
-        help="TOML config (allow-list extensions, limits); a pyproject.toml reads [tool.modelward]",
+        metavar="FILE",
+        help="TOML config (allow-list extensions, limits); see below",
     )
     parser.set_defaults(func=run)
 
@@ -56,31 +101,71 @@ def _severity(text: str) -> Severity:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     from modelward.cli.main import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS
     from modelward.report import RENDERERS
-    from modelward.scanner import scan_paths
+    from modelward.scanner import iter_files, scan_paths
 
     try:
         config = ScanConfig.from_file(args.config) if args.config else ScanConfig()
-    except ConfigError as exc:
-        print(f"modelward: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    if args.jobs < 1:
-        print("modelward: --jobs must be at least 1", file=sys.stderr)
-        return EXIT_ERROR
-    try:
-        report = scan_paths(args.paths, config=config, jobs=args.jobs)
-    except FileNotFoundError as exc:
-        print(f"modelward: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    text = RENDERERS[args.format](report)
+        files = list(iter_files(args.paths))
+    except (ConfigError, FileNotFoundError) as exc:
+        return _error(str(exc), EXIT_ERROR)
+    with _progress(len(files)) as on_result:
+        report = scan_paths(files, config=config, jobs=args.jobs, on_result=on_result)
+    render = RENDERERS[args.format]
     if args.output:
-        args.output.write_text(text, encoding="utf-8")
+        try:
+            args.output.write_text(render(report), encoding="utf-8")
+        except OSError as exc:
+            return _error(f"cannot write {args.output}: {exc.strerror or exc}", EXIT_ERROR)
     else:
-        sys.stdout.write(text)
+        sys.stdout.write(render(report, terminal=sys.stdout.isatty()))
+        sys.stdout.flush()
     for error in report.errors:
-        print(f"modelward: {error}", file=sys.stderr)
+        _error(error, EXIT_ERROR)
     if report.has_findings_at(args.fail_on):
         return EXIT_FINDINGS
     return EXIT_ERROR if report.errors else EXIT_CLEAN
+
+
+def _error(message: str, code: int) -> int:
+    print(f"modelward: {message}", file=sys.stderr)
+    return code
+
+
+@contextmanager
+def _progress(total: int) -> Iterator[Callable[[ScanResult], None] | None]:
+    """A progress bar on stderr for multi-file scans on a terminal; nothing otherwise."""
+    if total < 2 or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from modelward.report.table import printable
+
+    columns = (
+        TextColumn("scanning"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}", markup=False),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("", total=total)
+
+        def advance(result: ScanResult) -> None:
+            progress.update(task, advance=1, description=printable(result.path))
+
+        yield advance
