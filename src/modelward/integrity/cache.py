@@ -1,0 +1,131 @@
+"""A persistent digest cache so that re-verifying an unchanged model costs a few `stat` calls.
+
+An entry is keyed by what `stat` says about the file: device, inode, size,
+mtime_ns and ctime_ns (plus the algorithm and byte range hashed). Writing a
+file changes its mtime and ctime; restoring the mtime with `os.utime` changes
+the ctime again, and no unprivileged call can set ctime. Replacing the file
+(rename over it) changes the inode. What the key cannot see: a write to the raw
+block device or a change made while the clock is set back (both need root),
+and a second write inside the same timestamp tick as the hash. That last race
+is closed like git's "racy clean" rule: a digest is only stored when the file
+was last changed at least `racy_window_ns` before hashing started, and the
+stat is taken again after hashing and must not have moved.
+
+The database lives in the user's cache folder (mode 0700 folder, 0600 file).
+Whoever can write it can make a changed file pass: use `--no-cache` where the
+cache folder is not trusted.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+from modelward.integrity.walk import FileEntry
+
+#: Digests of files changed less than this long before hashing are not stored (coarse
+#: kernel clocks tick every few ms; FAT and some network filesystems store 2 s).
+RACY_WINDOW_NS = 2_000_000_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS digests (
+    dev INTEGER NOT NULL, ino INTEGER NOT NULL, size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,
+    algorithm TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
+    digest BLOB NOT NULL,
+    PRIMARY KEY (dev, ino, algorithm, start, end)
+) WITHOUT ROWID
+"""
+
+
+def default_cache_dir() -> Path:
+    """`$MODELWARD_CACHE_DIR`, else the platform's user cache folder + `/modelward`."""
+    explicit = os.environ.get("MODELWARD_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "modelward"
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base) / "modelward" / "Cache"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "modelward"
+
+
+class DigestCache:
+    """SQLite-backed map from (file identity, algorithm, range) to digest."""
+
+    def __init__(self, path: Path | None = None, *, racy_window_ns: int = RACY_WINDOW_NS):
+        self.path = path if path is not None else default_cache_dir() / "digests.sqlite"
+        self.racy_window_ns = racy_window_ns
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        self._db = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(_SCHEMA)
+        self.hits = 0
+
+    def close(self) -> None:
+        self._db.commit()
+        self._db.close()
+
+    def __enter__(self) -> DigestCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def get(self, entry: FileEntry, algorithm: str, start: int, end: int) -> bytes | None:
+        row = self._db.execute(
+            "SELECT digest, size, mtime_ns, ctime_ns FROM digests"
+            " WHERE dev=? AND ino=? AND algorithm=? AND start=? AND end=?",
+            (entry.dev, entry.ino, algorithm, start, end),
+        ).fetchone()
+        if row is None or tuple(row[1:]) != (entry.size, entry.mtime_ns, entry.ctime_ns):
+            return None
+        self.hits += 1
+        digest: bytes = row[0]
+        return digest
+
+    def put(
+        self,
+        entry: FileEntry,
+        after: os.stat_result,
+        started_ns: int,
+        algorithm: str,
+        start: int,
+        end: int,
+        digest: bytes,
+    ) -> None:
+        """Store a digest unless the file moved while hashing or changed too recently."""
+        unchanged = (after.st_size, after.st_mtime_ns, after.st_ctime_ns, after.st_ino) == (
+            entry.size,
+            entry.mtime_ns,
+            entry.ctime_ns,
+            entry.ino,
+        )
+        settled = max(entry.mtime_ns, entry.ctime_ns) <= started_ns - self.racy_window_ns
+        if not (unchanged and settled):
+            return
+        self._db.execute(
+            "INSERT OR REPLACE INTO digests VALUES (?,?,?,?,?,?,?,?,?)",
+            (
+                entry.dev,
+                entry.ino,
+                entry.size,
+                entry.mtime_ns,
+                entry.ctime_ns,
+                algorithm,
+                start,
+                end,
+                digest,
+            ),
+        )
+
+    @staticmethod
+    def now_ns() -> int:
+        return time.time_ns()
