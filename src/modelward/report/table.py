@@ -22,7 +22,7 @@ from modelward.findings import Finding, ScanReport, ScanResult, Severity
 PLAIN_WIDTH = 120
 
 #: Longest evidence shown in the table; the JSON and SARIF reports carry it whole.
-MAX_EVIDENCE = 160
+MAX_EVIDENCE = 120
 
 SEVERITY_STYLES = {
     Severity.CRITICAL: "bold white on red",
@@ -47,12 +47,14 @@ def render_table(report: ScanReport, *, terminal: bool = False) -> str:
     flagged = [r for r in report.results if _is_flagged(r)]
     if flagged:
         console.print(_findings_table(flagged))
+        console.print()
+    # One line per file and per compact finding, never wrapped: grep and diff friendly.
     for result in report.results:
-        console.print(_file_line(result))
+        console.print(_file_line(result), soft_wrap=True)
         if not _is_flagged(result):
             for finding in result.findings:
-                console.print(_compact_finding(finding))
-    console.print(verdict_line(report))
+                console.print(_compact_finding(finding), soft_wrap=True)
+    console.print(verdict_line(report), soft_wrap=True)
     text: str = console.file.getvalue()  # type: ignore[attr-defined]
     # rich pads table cells to the width; trailing blanks only get in the way of diffs and grep.
     return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
@@ -85,22 +87,23 @@ def _is_flagged(result: ScanResult) -> bool:
 
 
 def _findings_table(results: list[ScanResult]) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
+    """Severity, rule over its ATLAS technique, location, message over its evidence."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     table.add_column("severity", no_wrap=True)
-    table.add_column("rule", no_wrap=True)
-    table.add_column("location", overflow="fold")
-    table.add_column("message", ratio=3)
-    table.add_column("evidence", overflow="fold", ratio=2)
-    table.add_column("ATLAS", no_wrap=True)
+    table.add_column("rule / ATLAS", no_wrap=True)
+    table.add_column("location", overflow="fold", ratio=2)
+    table.add_column("message / evidence", overflow="fold", ratio=3)
     for result in results:
         for finding in _by_severity(result.findings):
+            detail = Text(printable(finding.message))
+            if finding.evidence:
+                detail.append("\n")
+                detail.append(_short_evidence(finding.evidence), style="dim")
             table.add_row(
                 _severity_text(finding.severity),
-                Text(finding.rule_id),
+                Text(f"{finding.rule_id}\n{finding.technique}"),
                 Text(printable(str(finding.location))),
-                Text(printable(finding.message)),
-                Text(_short_evidence(finding.evidence), style="dim"),
-                Text(finding.technique),
+                detail,
             )
     return table
 
