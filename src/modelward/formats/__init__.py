@@ -7,10 +7,14 @@ are built on (a PyTorch zip before a plain zip, NumPy before raw pickle).
 
 from __future__ import annotations
 
-from modelward.formats import archive
+from modelward.formats import archive, gguf, onnx, safetensors
 from modelward.formats.base import FormatScanner
 
 SCANNERS: list[FormatScanner] = [
+    safetensors.SafetensorsScanner(),
+    gguf.GGUFScanner(),
+    # ONNX has no magic, only a protobuf sniff: keep it after other protobuf formats.
+    onnx.OnnxScanner(),
     # Generic containers last: their members are dispatched again by content.
     archive.TAR,
     archive.GZIP,
