@@ -7,7 +7,7 @@ are built on (a PyTorch zip before a plain zip, NumPy before raw pickle).
 
 from __future__ import annotations
 
-from modelward.formats import archive, gguf, onnx, safetensors
+from modelward.formats import archive, gguf, onnx, pickle, safetensors
 from modelward.formats.base import FormatScanner
 
 SCANNERS: list[FormatScanner] = [
@@ -20,4 +20,6 @@ SCANNERS: list[FormatScanner] = [
     archive.GZIP,
     archive.BZIP2,
     archive.XZ,
+    # Raw pickle after the formats that embed pickles (NumPy, joblib, PyTorch).
+    pickle.PICKLE,
 ]

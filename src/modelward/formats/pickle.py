@@ -1,0 +1,96 @@
+"""Raw pickle files, and the stream scanner other formats call for embedded pickles.
+
+PyTorch (`data.pkl`, legacy files), joblib and NumPy object arrays hand their
+pickle bytes to `scan_pickle_stream`. Nothing here unpickles: the analysis in
+`modelward.pickle` reads opcodes and runs them against a symbolic stack.
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO
+
+from modelward.findings import Location, Severity
+from modelward.formats.base import HEAD_SIZE, Blob, ScanContext
+from modelward.pickle.analysis import analyse_stream, parses_cleanly
+from modelward.pickle.opcodes import HIGHEST_PROTOCOL, OPCODES
+from modelward.pickle.walker import ByteSource
+
+#: First opcodes of protocol 0/1 pickles (no PROTO opcode): a value push or a MARK.
+_OLD_PROTOCOL_STARTS = frozenset(b"(]}cIJKLMFGNSTUVX)P")
+#: Opcodes a protocol 0/1 head must parse into (or reach STOP) to count as a pickle.
+_MIN_OLD_PROTOCOL_OPCODES = 3
+
+
+def looks_like_pickle(head: bytes) -> bool:
+    """Sniff a pickle of protocol 0 to 5 from its first bytes.
+
+    Protocol 2+ starts with PROTO. Protocol 0/1 has no magic, so the head must
+    start with a plausible first opcode and parse (symbolically) up to STOP or
+    the end of the head; ordinary text fails that almost at once.
+    """
+    if len(head) >= 2 and head[0] == OPCODES[0x80].code:
+        return 2 <= head[1] <= HIGHEST_PROTOCOL and (len(head) == 2 or head[2] in OPCODES)
+    if not head or head[0] not in _OLD_PROTOCOL_STARTS:
+        return False
+    return parses_cleanly(head, _MIN_OLD_PROTOCOL_OPCODES)
+
+
+def scan_pickle_stream(
+    stream: BinaryIO, location: Location, ctx: ScanContext, *, max_streams: int | None = None
+) -> int:
+    """Scan the pickle streams that follow one another from `stream`'s position.
+
+    Walks at most `max_streams` (else up to `limits.max_pickle_streams`) and
+    returns how many were walked; offsets in findings are relative to the
+    position the stream had on entry. Stops quietly at end of data. Without
+    `max_streams`, bytes after the last stream that are not a pickle are a LOW
+    finding, and streams beyond the limit a MEDIUM one. A damaged stream ends
+    the walk (what follows cannot be framed).
+    """
+    limit = ctx.config.limits.max_pickle_streams if max_streams is None else max_streams
+    source = ByteSource(stream, ctx.check_deadline, ctx.config.limits)
+    walked = 0
+    while walked < limit:
+        if source.at_eof():
+            return walked
+        if walked and not looks_like_pickle(source.peek(HEAD_SIZE)):
+            if max_streams is None:
+                ctx.report(
+                    "MW-PICKLE-TRAILING",
+                    Severity.LOW,
+                    location.at(source.offset),
+                    f"{source.bytes_left_bound()} bytes after the last pickle stream are not a"
+                    " pickle; a loader ignores them, but they can hide a payload for another"
+                    " tool",
+                    evidence=source.peek(16).hex(),
+                )
+            return walked
+        outcome = analyse_stream(source, location, ctx)
+        walked += 1
+        if outcome.damage is not None:
+            return walked
+    if max_streams is None and not source.at_eof():
+        ctx.report(
+            "MW-PICKLE-LIMIT",
+            Severity.MEDIUM,
+            location.at(source.offset),
+            f"more than {limit} pickle streams back to back (max_pickle_streams);"
+            " the rest was not scanned",
+        )
+    return walked
+
+
+class PickleScanner:
+    """A file that is one or more raw pickle streams (`.pkl`, `.pickle`, old `.bin`)."""
+
+    name = "pickle"
+
+    def detect(self, blob: Blob, head: bytes) -> bool:
+        return looks_like_pickle(head)
+
+    def scan(self, blob: Blob, ctx: ScanContext) -> None:
+        with ctx.open(blob) as stream:
+            scan_pickle_stream(stream, blob.location, ctx)
+
+
+PICKLE = PickleScanner()

@@ -1,0 +1,87 @@
+"""Verdicts on imported globals, from the lists in `data/pickle_globals.toml`.
+
+Deny entries are whole module trees or exact names (deny is broad); allow
+entries are exact `module.qualname` pairs (allow is narrow). The user's
+`allow_globals` adds exact pairs to the allow-list but never overrides deny.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+#: `__name__`-style attribute names, the usual road from an object to builtins.
+DUNDER = re.compile(r"^__\w+__$")
+#: Dunder module names that are ordinary (classes defined in a training script live in `__main__`).
+ORDINARY_DUNDER_MODULES = frozenset({"__main__"})
+
+
+class Verdict(enum.Enum):
+    ALLOWED = "allowed"
+    DENIED = "denied"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class GlobalPolicy:
+    """The three lists, ready to answer `verdict(path)` and `is_trampoline(path)`."""
+
+    allow: frozenset[str]
+    deny_globals: frozenset[str]
+    deny_modules: frozenset[str]
+    trampolines: frozenset[str]
+
+    def with_allowed(self, extra: Iterable[str]) -> GlobalPolicy:
+        extra = frozenset(extra)
+        if not extra:
+            return self
+        return GlobalPolicy(
+            self.allow | extra, self.deny_globals, self.deny_modules, self.trampolines
+        )
+
+    def verdict(self, path: str) -> Verdict:
+        """Classify a dotted `module.qualname`.
+
+        Every dotted suffix is checked against deny too, because a loader resolves
+        `pkg.sub.os.system` to whatever `os.system` is when `pkg.sub` imports `os`.
+        """
+        parts = path.split(".")
+        for start in range(len(parts)):
+            if self._denied(parts[start:]):
+                return Verdict.DENIED
+        if path in self.allow or path in self.trampolines:
+            return Verdict.ALLOWED
+        return Verdict.UNKNOWN
+
+    def _denied(self, parts: list[str]) -> bool:
+        if ".".join(parts) in self.deny_globals:
+            return True
+        return any(".".join(parts[:n]) in self.deny_modules for n in range(1, len(parts) + 1))
+
+    def is_trampoline(self, path: str) -> bool:
+        return path in self.trampolines
+
+
+def dunder_parts(module: str, name: str) -> list[str]:
+    """The `__x__` components of an import path, ignoring ordinary ones like `__main__`."""
+    parts = [p for p in module.split(".") if p not in ORDINARY_DUNDER_MODULES]
+    return [p for p in (*parts, *name.split(".")) if DUNDER.match(p)]
+
+
+@lru_cache(maxsize=1)
+def default_policy() -> GlobalPolicy:
+    """The shipped lists; parsed once per process."""
+    text = (resources.files("modelward") / "data" / "pickle_globals.toml").read_text("utf-8")
+    data = tomllib.loads(text)
+    allow = frozenset(name for names in data["allow"].values() for name in names)
+    return GlobalPolicy(
+        allow=allow,
+        deny_globals=frozenset(data["deny"]["globals"]),
+        deny_modules=frozenset(data["deny"]["modules"]),
+        trampolines=frozenset(data["trampolines"]["globals"]),
+    )
