@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -144,3 +145,11 @@ def test_file_lines_are_not_wrapped() -> None:
     report = ScanReport(results=[ScanResult(path=long_name, format="text", size=3, bytes_read=3)])
     [line] = [line for line in render_table(report).splitlines() if long_name in line]
     assert line.endswith("read 3 B of 3 B  0.00 s")
+
+
+def test_no_color_keeps_a_terminal_table_colourless(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    styled = render_table(every_severity_report(), terminal=True)
+    codes = set(re.findall(r"\x1b\[([0-9;]*)m", styled))
+    assert codes
+    assert all(int(p) < 30 for code in codes for p in code.split(";") if p)
