@@ -14,6 +14,7 @@ from pathlib import Path
 
 from modelward.config import ScanConfig
 from modelward.findings import Location, ScanReport, ScanResult, Severity
+from modelward.folders import scan_model_folders
 from modelward.formats import SCANNERS
 from modelward.formats.base import HEAD_SIZE, Blob, ScanAborted, ScanContext
 
@@ -145,21 +146,22 @@ def scan_paths(
     start = time.monotonic()
     files = list(iter_files(paths))
     report = ScanReport()
+
+    def add(result: ScanResult) -> None:
+        report.results.append(result)
+        if on_result is not None:
+            on_result(result)
+
     if jobs > 1 and len(files) > 1:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            results: Iterable[ScanResult] = pool.map(
-                scan_file, files, [config] * len(files), chunksize=1
-            )
-            for result in results:
-                report.results.append(result)
-                if on_result is not None:
-                    on_result(result)
+            for result in pool.map(scan_file, files, [config] * len(files), chunksize=1):
+                add(result)
     else:
         for path in files:
-            result = scan_file(path, config)
-            report.results.append(result)
-            if on_result is not None:
-                on_result(result)
+            add(scan_file(path, config))
+    # A model folder (Hugging Face) gets one more result, for what only the folder shows.
+    for result in scan_model_folders(files, config):
+        add(result)
     report.seconds = time.monotonic() - start
     return report
 
