@@ -119,29 +119,30 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = ScanConfig.from_file(args.config) if args.config else ScanConfig()
         files = list(iter_files(args.paths))
+        with _progress(len(files)) as on_result:
+            report = scan_paths(files, config=config, jobs=args.jobs, on_result=on_result)
     except (ConfigError, FileNotFoundError) as exc:
-        return _error(str(exc), EXIT_ERROR)
-    with _progress(len(files)) as on_result:
-        report = scan_paths(files, config=config, jobs=args.jobs, on_result=on_result)
+        _complain(str(exc))
+        return EXIT_ERROR
     render = RENDERERS[args.format]
     if args.output:
         try:
             args.output.write_text(render(report), encoding="utf-8")
         except OSError as exc:
-            return _error(f"cannot write {args.output}: {exc.strerror or exc}", EXIT_ERROR)
+            _complain(f"cannot write {args.output}: {exc.strerror or exc}")
+            return EXIT_ERROR
     else:
         sys.stdout.write(render(report, terminal=sys.stdout.isatty()))
         sys.stdout.flush()
     for error in report.errors:
-        _error(error, EXIT_ERROR)
+        _complain(error)
     if report.has_findings_at(args.fail_on):
         return EXIT_FINDINGS
     return EXIT_ERROR if report.errors else EXIT_CLEAN
 
 
-def _error(message: str, code: int) -> int:
+def _complain(message: str) -> None:
     print(f"modelward: {message}", file=sys.stderr)
-    return code
 
 
 @contextmanager

@@ -36,8 +36,9 @@ SEVERITY_STYLES = {
 def render_table(report: ScanReport, *, terminal: bool = False) -> str:
     """Render `report` as text; `terminal` styles it and fits the terminal's width."""
     width = shutil.get_terminal_size((PLAIN_WIDTH, 24)).columns if terminal else PLAIN_WIDTH
+    buffer = StringIO()
     console = Console(
-        file=StringIO(),
+        file=buffer,
         width=width,
         force_terminal=terminal,
         highlight=False,
@@ -55,9 +56,8 @@ def render_table(report: ScanReport, *, terminal: bool = False) -> str:
             for finding in result.findings:
                 console.print(_compact_finding(finding), soft_wrap=True)
     console.print(verdict_line(report), soft_wrap=True)
-    text: str = console.file.getvalue()  # type: ignore[attr-defined]
     # rich pads table cells to the width; trailing blanks only get in the way of diffs and grep.
-    return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
 
 
 def verdict_line(report: ScanReport) -> Text:
