@@ -1,4 +1,4 @@
-"""The safetensors scanner: real files are clean, each planted defect is reported, nothing raises."""
+"""The safetensors scanner: real files are clean, each planted defect is found, nothing raises."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fixtures.safetensors_files import HOSTILE, benign_numpy, benign_torch, huge_header_length
 from hypothesis import given
 from hypothesis import strategies as st
 
 import modelward
+from fixtures.safetensors_files import HOSTILE, benign_numpy, benign_torch, huge_header_length
 from modelward.config import Limits, ScanConfig
 from modelward.findings import Severity
 
