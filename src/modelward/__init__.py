@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from os import PathLike
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from modelward.config import Limits, ScanConfig
 from modelward.findings import Finding, Location, ScanReport, ScanResult, Severity
@@ -32,6 +33,28 @@ def scan(
     return scan_paths([Path(p) for p in paths], config=config, jobs=jobs)
 
 
+#: Integrity API, imported on first use so `import modelward` does not load `cryptography`.
+_LAZY = {
+    "hash_model": "modelward.integrity",
+    "sign": "modelward.integrity",
+    "verify": "modelward.integrity",
+    "safe_load": "modelward.safe_loading",
+    "UnsafeModelError": "modelward.safe_loading",
+}
+
+if TYPE_CHECKING:
+    from modelward.integrity import hash_model, sign, verify
+    from modelward.safe_loading import UnsafeModelError, safe_load
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'modelward' has no attribute {name!r}")
+
+
 __all__ = [
     "Finding",
     "Limits",
@@ -40,6 +63,11 @@ __all__ = [
     "ScanReport",
     "ScanResult",
     "Severity",
+    "UnsafeModelError",
     "__version__",
+    "hash_model",
+    "safe_load",
     "scan",
+    "sign",
+    "verify",
 ]

@@ -11,14 +11,26 @@ import sys
 from collections.abc import Sequence
 
 from modelward import __version__
+from modelward.cli import hash as hash_command
+from modelward.cli import keygen as keygen_command
+from modelward.cli import lock as lock_command
 from modelward.cli import scan as scan_command
+from modelward.cli import sign as sign_command
+from modelward.cli import verify as verify_command
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
 EXIT_ERROR = 2
 
 #: Sub-command modules; each has `register(subparsers)` which sets `func` on its parser.
-COMMANDS = (scan_command,)
+COMMANDS = (
+    scan_command,
+    hash_command,
+    keygen_command,
+    sign_command,
+    verify_command,
+    lock_command,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

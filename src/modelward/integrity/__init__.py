@@ -10,17 +10,51 @@ Bundles are compatible with `model-signing` for key and certificate signing.
 
 from __future__ import annotations
 
-from modelward.integrity.cache import DigestCache
-from modelward.integrity.errors import (
-    BundleError,
-    IntegrityError,
-    KeyMaterialError,
-    ModelPathError,
-    SignatureError,
-)
-from modelward.integrity.manifest import Manifest, ManifestEntry, Serialization, hash_model
-from modelward.integrity.signing import default_signature_path, sign, verify
-from modelward.integrity.verify import Mismatch, VerificationResult
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from modelward.integrity.cache import DigestCache
+    from modelward.integrity.comparison import Mismatch, VerificationResult
+    from modelward.integrity.errors import (
+        BundleError,
+        IntegrityError,
+        KeyMaterialError,
+        ModelPathError,
+        SignatureError,
+    )
+    from modelward.integrity.hf_cache import verify_hf_cache
+    from modelward.integrity.manifest import Manifest, ManifestEntry, Serialization, hash_model
+    from modelward.integrity.signing import default_signature_path, sign, verify
+
+#: Public name to defining module; imported on first use so that `modelward.integrity.walk`
+#: and the CLI start without loading `cryptography` or `sqlite3`.
+_EXPORTS = {
+    "DigestCache": "cache",
+    "BundleError": "errors",
+    "IntegrityError": "errors",
+    "KeyMaterialError": "errors",
+    "ModelPathError": "errors",
+    "SignatureError": "errors",
+    "Manifest": "manifest",
+    "ManifestEntry": "manifest",
+    "Serialization": "manifest",
+    "hash_model": "manifest",
+    "default_signature_path": "signing",
+    "sign": "signing",
+    "verify": "signing",
+    "Mismatch": "comparison",
+    "VerificationResult": "comparison",
+    "verify_hf_cache": "hf_cache",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'modelward.integrity' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"modelward.integrity.{module}"), name)
+
 
 __all__ = [
     "BundleError",
@@ -38,4 +72,5 @@ __all__ = [
     "hash_model",
     "sign",
     "verify",
+    "verify_hf_cache",
 ]

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from modelward.integrity.certs import verify_chain
-from modelward.integrity.errors import BundleError, SignatureError
+from modelward.integrity.errors import BundleError, IntegrityError, SignatureError
 from modelward.integrity.keys import PrivateKey, PublicKey, key_hint, sign_bytes, verify_bytes
 from modelward.integrity.manifest import Manifest, ManifestEntry, Serialization
 from modelward.integrity.walk import name_key
@@ -100,7 +100,7 @@ class Bundle:
             with path.open("rb") as f:
                 data = f.read(MAX_BUNDLE_BYTES + 1)
         except OSError as exc:
-            raise BundleError(f"{path}: cannot read signature: {exc.strerror or exc}") from None
+            raise IntegrityError(f"{path}: cannot read signature: {exc.strerror or exc}") from None
         if len(data) > MAX_BUNDLE_BYTES:
             raise BundleError(f"{path}: signature bundle larger than {MAX_BUNDLE_BYTES} bytes")
         try:

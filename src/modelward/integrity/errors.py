@@ -21,3 +21,7 @@ class BundleError(IntegrityError):
 
 class SignatureError(IntegrityError):
     """A well-formed bundle whose signature does not verify with the given key or chain."""
+
+
+class SymlinkError(ModelPathError):
+    """A symlink was refused: links not allowed, or one resolving outside the model."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
+from dataclasses import replace
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,10 +13,10 @@ from typing import TYPE_CHECKING
 from modelward.integrity.bundle import Bundle, make_bundle
 from modelward.integrity.cache import DigestCache
 from modelward.integrity.certs import load_pem_certificates
+from modelward.integrity.comparison import VerificationResult, compare
 from modelward.integrity.errors import KeyMaterialError
 from modelward.integrity.keys import load_private_key, load_public_key
-from modelward.integrity.manifest import DEFAULT_SHARD_SIZE, hash_model
-from modelward.integrity.verify import VerificationResult, compare
+from modelward.integrity.manifest import DEFAULT_SHARD_SIZE, Manifest, hash_model
 from modelward.integrity.walk import DEFAULT_IGNORE
 
 if TYPE_CHECKING:
@@ -121,33 +122,50 @@ def verify(
     """
     path = Path(model)
     sig = Path(signature) if signature is not None else default_signature_path(path)
-    bundle = Bundle.read(sig)
-    chain = [Path(c) for c in certificate_chain]
-    if chain:
-        trusted = [_read_bytes(c) for c in chain]
-        expected = bundle.verify_with_chain(trusted)
-        signer = "certificate chain " + ", ".join(str(c) for c in chain)
-    elif key is not None:
-        expected = bundle.verify_with_key(load_public_key(Path(key)))
-        signer = f"key {key}"
-    else:
-        raise KeyMaterialError(
-            "give a public key (--key) or trusted certificates (--certificate-chain)"
-        )
-    ser = expected.serialization
-    ignore = with_signature_ignored(path, sig, ser.ignore_paths)
-    if ignore != ser.ignore_paths:
-        from dataclasses import replace
-
-        expected.serialization = replace(ser, ignore_paths=ignore)
+    expected, signer = verified_manifest(sig, key=key, certificate_chain=certificate_chain)
     db = open_cache(cache)
     try:
-        result = compare(path, expected, allow_symlinks=allow_symlinks, cache=db, jobs=jobs)
+        result = compare_signed(
+            path, sig, expected, allow_symlinks=allow_symlinks, cache=db, jobs=jobs
+        )
     finally:
         if db is not None and db is not cache:
             db.close()
     result.signer = signer
     return result
+
+
+def compare_signed(
+    model: Path,
+    signature: Path,
+    expected: Manifest,
+    *,
+    allow_symlinks: bool = False,
+    cache: DigestCache | None = None,
+    jobs: int | None = None,
+) -> VerificationResult:
+    """Compare `model` with a verified manifest, leaving the bundle itself out."""
+    ser = expected.serialization
+    ignore = with_signature_ignored(model, signature, ser.ignore_paths)
+    if ignore != ser.ignore_paths:
+        expected = replace(expected, serialization=replace(ser, ignore_paths=ignore))
+    return compare(model, expected, allow_symlinks=allow_symlinks, cache=cache, jobs=jobs)
+
+
+def verified_manifest(
+    signature: Path, *, key: StrPath | None = None, certificate_chain: Iterable[StrPath] = ()
+) -> tuple[Manifest, str]:
+    """The manifest a bundle signs, once its signature checks out; and who signed it."""
+    bundle = Bundle.read(signature)
+    chain = [Path(c) for c in certificate_chain]
+    if chain:
+        expected = bundle.verify_with_chain([_read_bytes(c) for c in chain])
+        return expected, "certificate chain " + ", ".join(str(c) for c in chain)
+    if key is not None:
+        return bundle.verify_with_key(load_public_key(Path(key))), f"key {key}"
+    raise KeyMaterialError(
+        "give a public key (--key) or trusted certificates (--certificate-chain)"
+    )
 
 
 def _read_bytes(path: Path) -> bytes:

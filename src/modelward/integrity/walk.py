@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelward.integrity.errors import ModelPathError
+from modelward.integrity.errors import ModelPathError, SymlinkError
 
 #: Paths model-signing ignores by default (relative to the model root); we match it so
 #: that bundles verify the same way in both tools.
@@ -97,7 +97,7 @@ def _walk(
 ) -> None:
     st_dir = os.stat(folder)
     if (st_dir.st_dev, st_dir.st_ino) in seen:
-        raise ModelPathError(f"{folder}: symlink loop")
+        raise SymlinkError(f"{folder}: symlink loop")
     seen.add((st_dir.st_dev, st_dir.st_ino))
     with os.scandir(folder) as it:
         children = sorted(it, key=lambda d: d.name)
@@ -122,12 +122,12 @@ def _walk(
 
 def _follow(link: Path, root: Path, allow_symlinks: bool) -> tuple[str, os.stat_result]:
     if not allow_symlinks:
-        raise ModelPathError(
+        raise SymlinkError(
             f"{link}: is a symlink; refused by default (allow with --allow-symlinks)"
         )
     target = os.path.realpath(link)
     if not Path(target).is_relative_to(root):
-        raise ModelPathError(f"{link}: symlink resolves outside the model ({target}); refused")
+        raise SymlinkError(f"{link}: symlink resolves outside the model ({target}); refused")
     try:
         st = os.stat(target)
     except OSError as exc:

@@ -1,0 +1,98 @@
+"""`modelward verify`: check a model against its signature, or a Hugging Face cache offline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from modelward.cli.hash import add_common_arguments
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "verify",
+        help="verify a model against its signature (or a Hugging Face cache against blob names)",
+        description="Verify the bundle's signature with a public key or trusted certificates,"
+        " then compare the model with the signed manifest: an added, missing or resized file"
+        " fails at once, before anything is hashed; then every file is hashed with the"
+        " method and algorithm the signature records. Exit 0 only when everything matches."
+        " With --hf-cache, check every snapshot file of a Hugging Face cache against its"
+        " blob name (SHA-256 for LFS files, git SHA-1 for the rest), offline.",
+    )
+    parser.add_argument("path", type=Path, nargs="?", metavar="PATH", help="model file or folder")
+    parser.add_argument(
+        "--signature",
+        "-s",
+        type=Path,
+        metavar="SIG",
+        help="bundle (default: PATH/model.sig for a folder, PATH.sig for a file)",
+    )
+    parser.add_argument("--key", "-k", type=Path, metavar="PUB.pem", help="signer's public key")
+    parser.add_argument(
+        "--certificate-chain",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PEM",
+        help="trusted CA certificates for a certificate-signed bundle (repeatable)",
+    )
+    parser.add_argument(
+        "--hf-cache",
+        type=Path,
+        metavar="DIR",
+        help="verify a Hugging Face hub cache (or one models--org--name folder) instead",
+    )
+    parser.add_argument("--format", "-f", default="text", choices=("text", "json"))
+    add_common_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from modelward.integrity import IntegrityError, verify, verify_hf_cache
+    from modelward.integrity.signing import open_cache
+
+    if (args.hf_cache is None) == (args.path is None):
+        print("modelward: give either PATH or --hf-cache DIR", file=sys.stderr)
+        return 2
+    if args.hf_cache is None and args.key is None and not args.certificate_chain:
+        print("modelward: give --key PUB.pem or --certificate-chain PEM", file=sys.stderr)
+        return 2
+    cache = open_cache(not args.no_cache)
+    try:
+        if args.hf_cache is not None:
+            result = verify_hf_cache(args.hf_cache, cache=cache, jobs=args.jobs)
+        else:
+            result = verify(
+                args.path,
+                signature=args.signature,
+                key=args.key,
+                certificate_chain=args.certificate_chain,
+                allow_symlinks=args.allow_symlinks,
+                cache=cache if cache is not None else False,
+                jobs=args.jobs,
+            )
+    except (IntegrityError, OSError) as exc:
+        print(f"modelward: verification failed: {exc}", file=sys.stderr)
+        return 2 if not _is_rejection(exc) else 1
+    finally:
+        if cache is not None:
+            cache.close()
+    if args.format == "json":
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+    elif result.ok:
+        print(f"OK: {result.model} matches ({result.signer or 'blob names'})")
+    else:
+        print(f"FAILED: {result.model}")
+        for line in result.lines():
+            print(f"  {line}")
+    return 0 if result.ok else 1
+
+
+def _is_rejection(exc: Exception) -> bool:
+    """A bundle that does not verify (wrong key, tampered) fails the check: exit 1, not 2."""
+    from modelward.integrity.errors import BundleError, SignatureError, SymlinkError
+
+    return isinstance(exc, SignatureError | BundleError | SymlinkError)
