@@ -153,6 +153,19 @@ def test_progress_bar_on_a_terminal_stderr_only(
     assert "3/3" in progress
 
 
+def test_progress_counts_folder_results_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = write_model_folder(tmp_path / "model")
+    (model / "config.json").write_text('{"model_type": "bert"}', encoding="utf-8")
+    stderr = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    _, document = scan_json(capsys, str(model))
+    total = len(document["results"])
+    assert total == len([p for p in model.rglob("*") if p.is_file()]) + 1
+    assert f"{total}/{total}" in stderr.getvalue()
+
+
 def test_no_progress_for_one_file_or_a_pipe(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -179,6 +179,10 @@ def _progress(total: int) -> Iterator[Callable[[ScanResult], None] | None]:
         task = progress.add_task("", total=total)
 
         def advance(result: ScanResult) -> None:
-            progress.update(task, advance=1, description=printable(result.path))
+            # Folder-level results (a Hugging Face model folder) come on top of the files.
+            done = progress.tasks[0].completed + 1
+            progress.update(
+                task, completed=done, total=max(total, done), description=printable(result.path)
+            )
 
         yield advance
