@@ -1,0 +1,328 @@
+"""Keras models: the `.keras` v3 zip, and the config analysis shared with `.h5` and SavedModel.
+
+A Keras config is JSON that names the classes and functions to rebuild at load
+time. Code can ride along in three ways, all found here without building a model:
+`Lambda` layers carry marshalled Python bytecode (read with our own bounded marshal
+reader, never `marshal.loads`), `function` entries name a function in any module
+(`os.system`), and custom objects name classes outside Keras that must be imported.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from modelward.config import Limits
+from modelward.findings import Location, Severity
+from modelward.formats import pycode
+from modelward.formats._datafile import load_table
+from modelward.formats._marshal import MarshalError, read_code
+from modelward.formats.base import Blob, ScanContext
+from modelward.formats.zip import looks_like_zip, member_names, read_zip, scan_members
+
+#: JSON values walked in one config before the rest is reported as not analysed.
+MAX_CONFIG_NODES = 2_000_000
+#: Names and strings quoted in a Lambda finding's evidence.
+_EVIDENCE_ITEMS = 24
+#: Modules a serialised plain function may name when it is really a local (`__main__`) one.
+_LOCAL_MODULES = frozenset({"builtins", "__builtin__", "__main__"})
+_CONFIG_MEMBERS = ("config.json",)
+_WEIGHTS_MEMBER = "model.weights.h5"
+
+
+@cache
+def _keras_modules() -> tuple[str, ...]:
+    return tuple(load_table("keras.toml")["keras_modules"])
+
+
+def is_keras_module(module: str) -> bool:
+    """True for Keras itself and the Keras-team libraries (`keras.src.layers`, `tf_keras`...)."""
+    return any(module == m or module.startswith(m + ".") for m in _keras_modules())
+
+
+def function_is_dangerous(module: str, name: str) -> bool:
+    """Does calling `module.name` reach processes, the network, code loading or unpickling?"""
+    if module in _LOCAL_MODULES:
+        return pycode.is_denied_global(f"builtins.{name}") or pycode.classify(name) not in (
+            None,
+            "filesystem",
+        )
+    dotted = f"{module}.{name}"
+    return (
+        pycode.is_dangerous_module(module)
+        or pycode.is_denied_global(dotted)
+        or pycode.classify(dotted) is not None
+    )
+
+
+@dataclass(frozen=True)
+class _Node:
+    value: Any
+    path: str
+
+
+def _walk(config: Any, ctx: ScanContext) -> Iterator[_Node]:
+    """Every dict in the JSON tree with its path, iteratively and with a node budget."""
+    stack = [_Node(config, "$")]
+    seen = 0
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen % 4096 == 0:
+            ctx.check_deadline()
+        if seen > MAX_CONFIG_NODES:
+            raise _TooBig()
+        if isinstance(node.value, dict):
+            yield node
+            items = list(node.value.items())
+        elif isinstance(node.value, list):
+            items = [(f"[{i}]", v) for i, v in enumerate(node.value)]
+        else:
+            continue
+        for key, value in reversed(items):
+            if isinstance(value, dict | list):
+                sep = "" if key.startswith("[") else "."
+                stack.append(_Node(value, f"{node.path}{sep}{key}"))
+
+
+class _TooBig(Exception):
+    pass
+
+
+def analyse_keras_config(config: Any, location: Location, ctx: ScanContext, *, source: str) -> None:
+    """Report Lambda bytecode, function references and custom objects in a parsed config.
+
+    `source` names where the config came from (`config.json`, `model_config` attribute...).
+    """
+    try:
+        for node in _walk(config, ctx):
+            _check_object(node, location, ctx, source)
+    except _TooBig:
+        ctx.report(
+            "MW-KERAS-CONFIG-TOO-LARGE",
+            Severity.MEDIUM,
+            location,
+            f"{source}: more than {MAX_CONFIG_NODES} JSON values; the rest was not analysed",
+        )
+
+
+def analyse_keras_json(
+    data: bytes | str, location: Location, ctx: ScanContext, *, source: str
+) -> None:
+    """Parse (bounded) and analyse a Keras config given as JSON text."""
+    limit = ctx.config.limits.max_header_bytes
+    if len(data) > limit:
+        ctx.report(
+            "MW-KERAS-CONFIG-TOO-LARGE",
+            Severity.MEDIUM,
+            location,
+            f"{source}: {len(data)}-byte config over the {limit}-byte limit; not analysed",
+        )
+        return
+    try:
+        config = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        ctx.report(
+            "MW-KERAS-CONFIG-MALFORMED",
+            Severity.MEDIUM,
+            location,
+            f"{source}: Keras config is not valid JSON; not analysed",
+            evidence=f"{type(exc).__name__}: {exc}"[:300],
+        )
+        return
+    analyse_keras_config(config, location, ctx, source=source)
+
+
+def _check_object(node: _Node, location: Location, ctx: ScanContext, source: str) -> None:
+    obj: dict[str, Any] = node.value
+    class_name = obj.get("class_name")
+    config = obj.get("config")
+    if not isinstance(class_name, str):
+        return
+    if class_name == "__lambda__" and isinstance(config, dict):
+        _check_lambda(config.get("code"), f"{node.path}.config.code", location, ctx, source)
+    elif class_name == "Lambda" and isinstance(config, dict):
+        _check_legacy_lambda(config, node.path, location, ctx, source)
+    elif class_name == "function":
+        module = obj.get("module")
+        name = config if isinstance(config, str) else obj.get("registered_name")
+        if isinstance(module, str) and isinstance(name, str) and not is_keras_module(module):
+            _report_function(module, name, f"{node.path}", location, ctx, source)
+    else:
+        _check_custom_object(obj, class_name, node.path, location, ctx, source)
+
+
+def _check_legacy_lambda(
+    config: dict[str, Any], path: str, location: Location, ctx: ScanContext, source: str
+) -> None:
+    """tf.keras 2 Lambda: `function` is [base64 code, defaults, closure] or a function name."""
+    function = config.get("function")
+    kind = config.get("function_type")
+    if kind == "lambda":
+        code = function[0] if isinstance(function, list) and function else function
+        _check_lambda(code, f"{path}.config.function", location, ctx, source)
+    elif kind == "function" and isinstance(function, str):
+        module = config.get("module")
+        if not isinstance(module, str) or not is_keras_module(module):
+            _report_function(
+                str(module), function, f"{path}.config.function", location, ctx, source
+            )
+
+
+def _check_lambda(code: Any, path: str, location: Location, ctx: ScanContext, source: str) -> None:
+    where = f"{source} {path}"
+    if not isinstance(code, str):
+        ctx.report(
+            "MW-KERAS-LAMBDA",
+            Severity.HIGH,
+            location,
+            "Lambda layer with a function in an unexpected form; it runs code when the model"
+            " is built",
+            evidence=f"{where}: {type(code).__name__}",
+        )
+        return
+    try:
+        info = read_code(base64.b64decode(code.encode("ascii", errors="replace")))
+    except (binascii.Error, ValueError, MarshalError) as exc:
+        ctx.report(
+            "MW-KERAS-LAMBDA",
+            Severity.HIGH,
+            location,
+            "Lambda layer with Python bytecode that could not be read; it runs when the model"
+            " is loaded with safe_mode=False (or by legacy tf.keras)",
+            evidence=f"{where}: {exc}"[:400],
+        )
+        return
+    names = list(dict.fromkeys(info.all_names()))
+    strings = list(dict.fromkeys(info.all_strings()))
+    dangerous = sorted(
+        {n for n in names if n in pycode.dangerous_modules() or n in pycode.dangerous_leaves()}
+    )
+    severity = Severity.CRITICAL if dangerous else Severity.HIGH
+    message = (
+        f"Lambda layer bytecode reaches the OS or runs code ({', '.join(dangerous)})"
+        if dangerous
+        else "Lambda layer carries Python bytecode"
+    )
+    ctx.report(
+        "MW-KERAS-LAMBDA",
+        severity,
+        location,
+        f"{message}; it runs when the model is loaded with safe_mode=False (or by legacy tf.keras)",
+        evidence=(f"{where}: names={names[:_EVIDENCE_ITEMS]} strings={strings[:_EVIDENCE_ITEMS]}")[
+            :1000
+        ],
+    )
+
+
+def _report_function(
+    module: str, name: str, path: str, location: Location, ctx: ScanContext, source: str
+) -> None:
+    dangerous = function_is_dangerous(module, name)
+    ctx.report(
+        "MW-KERAS-FUNCTION",
+        Severity.CRITICAL if dangerous else Severity.HIGH,
+        location,
+        (
+            f"config calls {module}.{name}, which reaches the OS or runs code"
+            if dangerous
+            else f"config names function {module}.{name} from outside Keras; custom code"
+            " is imported and called at load time"
+        ),
+        evidence=f"{source} {path}: module={module!r} function={name!r}",
+    )
+
+
+def _check_custom_object(
+    obj: dict[str, Any],
+    class_name: str,
+    path: str,
+    location: Location,
+    ctx: ScanContext,
+    source: str,
+) -> None:
+    module = obj.get("module")
+    registered = obj.get("registered_name")
+    custom_name = next(
+        (n for n in (registered, class_name) if isinstance(n, str) and ">" in n), None
+    )
+    if isinstance(module, str) and not is_keras_module(module):
+        dangerous = pycode.is_dangerous_module(module)
+        ctx.report(
+            "MW-KERAS-CUSTOM-OBJECT",
+            Severity.CRITICAL if dangerous else Severity.MEDIUM,
+            location,
+            (
+                f"config imports {module}.{class_name}, which reaches the OS or runs code"
+                if dangerous
+                else f"custom object {class_name} from module {module}: custom code is"
+                " needed at load time"
+            ),
+            evidence=f"{source} {path}: module={module!r} class_name={class_name!r}"
+            f" registered_name={registered!r}",
+        )
+    elif custom_name is not None:
+        ctx.report(
+            "MW-KERAS-CUSTOM-OBJECT",
+            Severity.MEDIUM,
+            location,
+            f"registered custom object {custom_name}: custom code is needed at load time",
+            evidence=f"{source} {path}: class_name={class_name!r} registered_name={registered!r}",
+        )
+
+
+def _is_hdf5(blob: Blob, ctx: ScanContext) -> bool:
+    from modelward.formats.hdf5 import HDF5_SIGNATURE  # hdf5 imports this module
+
+    with ctx.open(blob, limit=len(HDF5_SIGNATURE)) as stream:
+        return stream.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
+
+
+class KerasScanner:
+    """The Keras 3 `.keras` zip: `config.json` analysed, every other member dispatched.
+
+    Keras needs only `config.json` to rebuild a model, so any zip with one at the top
+    and no pickles (those are PyTorch's) is read as Keras: a stripped archive must not
+    pass as a plain zip whose config is mere text.
+    """
+
+    name = "keras"
+
+    def detect(self, blob: Blob, head: bytes) -> bool:
+        if not looks_like_zip(blob, head):
+            return False
+        names = member_names(blob, Limits())
+        return (
+            names is not None
+            and "config.json" in names
+            and not any(n.endswith(".pkl") for n in names)
+        )
+
+    def scan(self, blob: Blob, ctx: ScanContext) -> None:
+        with read_zip(blob, ctx) as archive:
+            others = []
+            for member in archive.members:
+                if (
+                    member.name == _WEIGHTS_MEMBER
+                    and not member.is_encrypted
+                    and _is_hdf5(archive.member_blob(member), ctx)
+                ):
+                    # Keras reads only datasets from it; its attributes never reach a loader.
+                    continue
+                if member.name in _CONFIG_MEMBERS and not member.is_encrypted:
+                    member_blob = archive.member_blob(member)
+                    limit = ctx.config.limits.max_header_bytes
+                    with ctx.open(member_blob) as stream:
+                        data = stream.read(limit + 1)
+                    analyse_keras_json(data, member_blob.location, ctx, source=member.name)
+                else:
+                    others.append(member)
+            scan_members(archive, ctx, others)
+
+
+KERAS = KerasScanner()
