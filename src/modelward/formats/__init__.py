@@ -7,12 +7,30 @@ are built on (a PyTorch zip before a plain zip, NumPy before raw pickle).
 
 from __future__ import annotations
 
-from modelward.formats import archive, gguf, onnx, pickle, safetensors
+from modelward.formats import (
+    archive,
+    gguf,
+    joblib,
+    numpy,
+    onnx,
+    pickle,
+    pytorch,
+    safetensors,
+    zip,
+)
 from modelward.formats.base import FormatScanner
 
 SCANNERS: list[FormatScanner] = [
     safetensors.SafetensorsScanner(),
     gguf.GGUFScanner(),
+    # PyTorch and NumPy zips, then any other zip (found at its end too: a prefixed zip).
+    pytorch.PYTORCH_ZIP,
+    numpy.NPZ,
+    zip.ZIP,
+    # Pickle-based formats before raw pickle, joblib's compressed files before gzip & co.
+    numpy.NPY,
+    joblib.JOBLIB,
+    pytorch.PYTORCH_LEGACY,
     # ONNX has no magic, only a protobuf sniff: keep it after other protobuf formats.
     onnx.OnnxScanner(),
     # Generic containers last: their members are dispatched again by content.

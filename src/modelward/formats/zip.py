@@ -290,12 +290,12 @@ def _parse_directory(stream: BinaryIO, size: int, limits: Limits, *, members: bo
     eocd_at = size - window + pos
     (_, disk, cd_disk, _, entries, cd_size, cd_offset, _) = _EOCD.unpack_from(tail, pos)
     directory_end = eocd_at
-    if 0xFFFF in (disk, cd_disk, entries) or 0xFFFFFFFF in (cd_size, cd_offset):
-        if pos < _ZIP64_LOCATOR.size:
-            raise ZipFormatError("ZIP64 fields without a ZIP64 locator")
-        sig, _, record_at, _ = _ZIP64_LOCATOR.unpack_from(tail, pos - _ZIP64_LOCATOR.size)
-        if sig != b"PK\x06\x07":
-            raise ZipFormatError("ZIP64 fields without a ZIP64 locator")
+    # Some writers (torch) add ZIP64 records even when no field overflows: look for them always.
+    locator = b""
+    if pos >= _ZIP64_LOCATOR.size:
+        locator = tail[pos - _ZIP64_LOCATOR.size : pos]
+    if locator.startswith(b"PK\x06\x07"):
+        _, _, record_at, _ = _ZIP64_LOCATOR.unpack(locator)
         directory_end = eocd_at - _ZIP64_LOCATOR.size - _ZIP64_EOCD.size
         if directory_end < 0:
             raise ZipFormatError("ZIP64 end record outside the file")
@@ -308,6 +308,8 @@ def _parse_directory(stream: BinaryIO, size: int, limits: Limits, *, members: bo
         # A junk prefix shifts every absolute offset; the locator's own offset tells by how much.
         if record_at > directory_end:
             raise ZipFormatError("ZIP64 locator points past its record")
+    elif 0xFFFF in (disk, cd_disk, entries) or 0xFFFFFFFF in (cd_size, cd_offset):
+        raise ZipFormatError("ZIP64 fields without a ZIP64 locator")
     prefix = directory_end - cd_size - cd_offset
     if cd_size > directory_end or prefix < 0:
         raise ZipFormatError(
@@ -522,7 +524,11 @@ class ZipScanner:
             scan_members(archive, ctx, archive.members)
 
 
+#: The generic zip scanner instance for `SCANNERS`.
+ZIP = ZipScanner()
+
 __all__ = [
+    "ZIP",
     "ZipArchive",
     "ZipFormatError",
     "ZipMember",
