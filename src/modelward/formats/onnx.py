@@ -172,7 +172,9 @@ class OnnxScanner:
                 seen += 1
         except ProtoError:
             return seen > 0 and len(head) < blob.size
-        return seen > 0 and pos <= blob.size
+        # A field running past the head (the graph, usually) or past the end of a truncated
+        # file still identifies the model; the scan reports the truncation.
+        return seen > 0
 
     def scan(self, blob: Blob, ctx: ScanContext) -> None:
         out = CappedReporter(ctx, blob.location)
