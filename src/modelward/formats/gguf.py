@@ -88,9 +88,10 @@ _EVIDENCE_CHARS = 200
 class GGUFError(ValueError):
     """The header cannot be read further; `offset` is where reading stopped."""
 
-    def __init__(self, message: str, offset: int) -> None:
+    def __init__(self, message: str, offset: int, rule_id: str = "MW-GGUF-MALFORMED") -> None:
         super().__init__(message)
         self.offset = offset
+        self.rule_id = rule_id
 
 
 class _HeaderReader:
@@ -164,12 +165,7 @@ class GGUFScanner:
                 self._read_kvs(reader, header, ctx, out)
                 self._read_tensors(reader, header, ctx, out)
         except GGUFError as exc:
-            out.report(
-                "MW-GGUF-MALFORMED",
-                Severity.MEDIUM,
-                f"GGUF header is malformed: {exc}",
-                offset=exc.offset,
-            )
+            out.report(exc.rule_id, Severity.MEDIUM, f"GGUF header: {exc}", offset=exc.offset)
         finally:
             for key, template, offset in header.templates:
                 scan_chat_template(template, blob.location.at(offset), ctx, source=key)
@@ -200,14 +196,12 @@ class GGUFScanner:
         # the rest of the file cannot hold is an attack on readers that allocate by count.
         for what, count, smallest in (("tensor", tensor_count, 20), ("key/value", kv_count, 9)):
             if count * smallest > reader.remaining:
-                out.report(
-                    "MW-GGUF-COUNT",
-                    Severity.MEDIUM,
+                raise GGUFError(
                     f"header claims {count} {what} entries; the {reader.remaining} remaining"
                     f" bytes hold at most {reader.remaining // smallest}",
-                    offset=reader.pos,
+                    reader.pos,
+                    "MW-GGUF-COUNT",
                 )
-                raise GGUFError(f"absurd {what} count", reader.pos)
         seen: set[str] = set()
         for _ in range(kv_count):
             ctx.check_deadline()
