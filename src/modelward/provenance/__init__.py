@@ -1,0 +1,1 @@
+"""Provenance: lock files pinning models by digest."""
