@@ -10,12 +10,16 @@ from __future__ import annotations
 from modelward.formats import (
     archive,
     gguf,
+    hdf5,
     joblib,
+    keras,
     numpy,
     onnx,
     pickle,
     pytorch,
     safetensors,
+    savedmodel,
+    torchscript,
     zip,
 )
 from modelward.formats.base import FormatScanner
@@ -23,6 +27,12 @@ from modelward.formats.base import FormatScanner
 SCANNERS: list[FormatScanner] = [
     safetensors.SafetensorsScanner(),
     gguf.GGUFScanner(),
+    hdf5.HDF5,
+    # Zip-based formats before PyTorch's zip and the generic zip they are built on.
+    torchscript.TORCHSCRIPT,
+    keras.KERAS,
+    savedmodel.SAVED_MODEL,
+    savedmodel.KERAS_METADATA,
     # PyTorch and NumPy zips, then any other zip (found at its end too: a prefixed zip).
     pytorch.PYTORCH_ZIP,
     numpy.NPZ,

@@ -39,6 +39,8 @@ _STORAGE_DIRS = frozenset({"data", "traced_inputs"})
 _TORCH_CLASS_RULES = frozenset(
     {"MW-PICKLE-DUNDER", "MW-PICKLE-UNKNOWN-GLOBAL", "MW-PICKLE-ALLOWED-BY-CONFIG"}
 )
+#: Pickle findings about a global the TorchScript unpickler implements natively.
+_NATIVE_GLOBAL_RULES = frozenset({"MW-PICKLE-DANGEROUS-GLOBAL", "MW-PICKLE-UNKNOWN-GLOBAL"})
 #: Severity of each `pycode` category inside TorchScript code, which needs none of them.
 _CATEGORY_SEVERITY = {
     "code": Severity.CRITICAL,
@@ -54,6 +56,11 @@ _CATEGORY_SEVERITY = {
 @cache
 def known_op_namespaces() -> frozenset[str]:
     return name_set("torchscript.toml", "known_op_namespaces")
+
+
+@cache
+def native_globals() -> frozenset[str]:
+    return name_set("torchscript.toml", "native_globals")
 
 
 def _relative(name: str) -> str | None:
@@ -124,9 +131,13 @@ def scan_torchscript_pickle(blob: Blob, ctx: ScanContext, classes: frozenset[str
 
 
 def _expected(finding: Finding, classes: frozenset[str]) -> bool:
-    if finding.rule_id not in _TORCH_CLASS_RULES or not finding.evidence:
+    """A finding on a name the TorchScript loader resolves without importing Python."""
+    if not finding.evidence:
         return False
-    return finding.evidence.split(" ", 1)[0] in classes
+    path = finding.evidence.split(" ", 1)[0]
+    return (finding.rule_id in _TORCH_CLASS_RULES and path in classes) or (
+        finding.rule_id in _NATIVE_GLOBAL_RULES and path in native_globals()
+    )
 
 
 class TorchScriptScanner:
