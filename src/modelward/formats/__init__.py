@@ -16,6 +16,7 @@ from modelward.formats import (
     numpy,
     onnx,
     pickle,
+    python_source,
     pytorch,
     safetensors,
     savedmodel,
@@ -50,4 +51,6 @@ SCANNERS: list[FormatScanner] = [
     archive.XZ,
     # Raw pickle after the formats that embed pickles (NumPy, joblib, PyTorch).
     pickle.PICKLE,
+    # By name as well as bytes (source has no magic), so after every content match.
+    python_source.PYTHON_SOURCE,
 ]
