@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelward.integrity.certs import verify_chain
 from modelward.integrity.errors import BundleError, IntegrityError, SignatureError
 from modelward.integrity.keys import PrivateKey, PublicKey, key_hint, sign_bytes, verify_bytes
 from modelward.integrity.manifest import Manifest, ManifestEntry, Serialization
@@ -173,6 +172,8 @@ class Bundle:
         chain = [
             _b64(c.get("rawBytes") if isinstance(c, dict) else None, "certificate") for c in raw
         ]
+        from modelward.integrity.certs import verify_chain  # x509 only when needed
+
         key = verify_chain(chain, trusted)
         verify_bytes(key, self.signature, pae(self.payload_type, self.payload))
         return self._manifest()

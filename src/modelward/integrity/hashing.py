@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -114,6 +113,9 @@ def digest_tasks(
         if workers == 1:
             digests = [run(i) for i in todo]
         else:
+            # Imported here: concurrent.futures pulls in logging, a cost a cached run skips.
+            from concurrent.futures import ThreadPoolExecutor
+
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 digests = list(pool.map(run, todo))
         for i, digest in zip(todo, digests, strict=True):

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 from modelward.integrity.bundle import Bundle, make_bundle
 from modelward.integrity.cache import DigestCache
-from modelward.integrity.certs import load_pem_certificates
 from modelward.integrity.comparison import VerificationResult, compare
 from modelward.integrity.errors import KeyMaterialError
 from modelward.integrity.keys import load_private_key, load_public_key
@@ -176,4 +175,6 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _read_certs(path: Path) -> list[x509.Certificate]:
+    from modelward.integrity.certs import load_pem_certificates  # x509 only when needed
+
     return list(load_pem_certificates(_read_bytes(path), path))
