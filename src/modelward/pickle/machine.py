@@ -240,7 +240,7 @@ class SymbolicMachine:
         operands = (module, name)
         if all(isinstance(v, Const) and isinstance(v.value, str) for v in operands):
             imported = self._import(_text(module), _text(name), offset, opcode)
-        elif any(isinstance(v, Const) for v in operands):
+        elif any(isinstance(v, Const) and not isinstance(v.value, str) for v in operands):
             raise PickleDamage(
                 offset, "STACK_GLOBAL operands are not strings (a loader rejects this)"
             )

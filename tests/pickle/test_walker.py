@@ -1,0 +1,146 @@
+"""The opcode walker and symbolic machine on hostile shapes: huge lengths, deep nesting,
+large payloads, limits and the deadline. Memory is measured, not assumed."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import pickletools
+import struct
+import time
+import tracemalloc
+from collections.abc import Callable
+
+import pytest
+
+from fixtures.pickles import call_system_p4, scan_bytes, scan_stream
+from modelward.config import ScanConfig
+from modelward.findings import Finding, Location, ScanResult, Severity
+from modelward.formats.base import ScanAborted, ScanContext
+from modelward.formats.pickle import scan_pickle_stream
+from modelward.pickle.opcodes import OPCODES
+from modelward.scanner import dispatch
+
+MIB = 1024 * 1024
+
+
+class Unseekable(io.RawIOBase):
+    """A stream that cannot tell its size, like a decompressing zip member."""
+
+    def __init__(self, data: bytes) -> None:
+        self._inner = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self._inner.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def peak_memory(run: Callable[[], object]) -> int:
+    tracemalloc.start()
+    try:
+        run()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_our_table_matches_every_stdlib_opcode() -> None:
+    assert {op.code.encode("latin-1")[0]: op.name for op in pickletools.opcodes} == {
+        code: op.name for code, op in OPCODES.items()
+    }
+
+
+@pytest.mark.parametrize("opcode", [b"\x8d", b"\x8e", b"\x96"])  # BINUNICODE8 BINBYTES8 BYTEARRAY8
+@pytest.mark.parametrize("seekable", [True, False])
+def test_two_to_the_63_length_is_a_finding(opcode: bytes, seekable: bool) -> None:
+    data = b"\x80\x05" + opcode + struct.pack("<Q", 2**63) + b"x" * 100 + b"."
+    stream = io.BufferedReader(Unseekable(data)) if not seekable else io.BytesIO(data)
+    findings: list[Finding] = []
+    peak = peak_memory(lambda: findings.extend(scan_stream(stream)[1]))  # type: ignore[arg-type]
+    [finding] = findings
+    assert (finding.rule_id, finding.severity) == ("MW-PICKLE-MALFORMED", Severity.MEDIUM)
+    assert finding.location.offset == 2
+    assert peak < 4 * MIB
+
+
+def test_large_payload_is_skipped_not_held() -> None:
+    payload = b"\x00" * (48 * MIB)
+    data = b"\x80\x05\x8e" + struct.pack("<Q", len(payload)) + payload + b"\x85."
+    stream = io.BufferedReader(Unseekable(data))
+    findings: list[Finding] = []
+    del payload
+    peak = peak_memory(lambda: findings.extend(scan_stream(stream)[1]))  # type: ignore[arg-type]
+    assert findings == []
+    assert peak < 8 * MIB
+
+
+@pytest.mark.parametrize("unit", [b"(", b"(]", b"(}"])
+def test_deep_nesting_is_reported_with_bounded_memory(unit: bytes) -> None:
+    data = b"\x80\x02" + unit * 200_000 + b"N."
+    findings: list[Finding] = []
+    peak = peak_memory(lambda: findings.extend(scan_bytes(data)[1]))
+    rules = {f.rule_id for f in findings}
+    assert "MW-PICKLE-NESTING" in rules
+    assert peak < 64 * MIB
+
+
+def test_deep_real_nesting_is_not_reported() -> None:
+    value: object = 1
+    for _ in range(150):
+        value = [value, {"k": (value,)}] if isinstance(value, int) else [value]
+    assert scan_bytes(pickle.dumps(value, protocol=2))[1] == []
+
+
+def test_opcode_limit() -> None:
+    config = ScanConfig.from_mapping({"scan": {"limits": {"max_pickle_opcodes": 10}}})
+    data = pickle.dumps(list(range(100)), protocol=0)
+    [finding] = scan_bytes(data, config=config)[1]
+    assert (finding.rule_id, finding.severity) == ("MW-PICKLE-LIMIT", Severity.MEDIUM)
+
+
+def test_held_bytes_limit() -> None:
+    config = ScanConfig.from_mapping({"scan": {"limits": {"max_pickle_bytes": 4096}}})
+    data = pickle.dumps([f"some text {i}" for i in range(2000)], protocol=4)
+    [finding] = scan_bytes(data, config=config)[1]
+    assert (finding.rule_id, finding.severity) == ("MW-PICKLE-LIMIT", Severity.MEDIUM)
+
+
+def test_deadline_aborts_but_keeps_earlier_findings() -> None:
+    data = call_system_p4()[:-1] + b"N0" * 20_000 + b"."
+    stream = io.BytesIO(data)
+    ctx = ScanContext(ScanConfig(), ScanResult("x"), dispatch, deadline=time.monotonic() - 1)
+    with pytest.raises(ScanAborted) as aborted:
+        scan_pickle_stream(stream, Location("x"), ctx)
+    assert aborted.value.rule_id == "MW-LIMIT-TIME"
+    assert [f.severity for f in ctx.result.findings] == [Severity.CRITICAL]
+
+
+def test_python2_names_are_mapped_like_a_loader() -> None:
+    data = b"c__builtin__\neval\n(S'1'\ntR."
+    [finding] = scan_bytes(data)[1]
+    assert finding.evidence == "builtins.eval called with ('1',)"
+    assert finding.severity == Severity.CRITICAL
+
+
+def test_protocol_0_text_opcodes_decode() -> None:
+    data = b"(lp0\nI1\naL2L\naF1.5\naS'a\\nb'\naVx\\u00e9\nag0\na(dp1\nS'k'\nNsa."
+    assert pickle.loads(data)  # benign, hand-written, stdlib parses it too
+    assert scan_bytes(data) == (1, [])
+
+
+def test_persistent_ids_and_buffers_are_not_findings() -> None:
+    data = b"\x80\x05(\x8c\x07storageQP1\n\x97\x98t."
+    assert scan_bytes(data) == (1, [])
+
+
+def test_computed_stack_global_is_high() -> None:
+    # The module name comes out of a call: unknowable statically.
+    data = b"\x80\x04\x8c\x08builtins\x8c\x03str\x93\x8c\x02os\x85R\x8c\x06system\x93."
+    findings = scan_bytes(data)[1]
+    assert any(
+        f.rule_id == "MW-PICKLE-DYNAMIC-GLOBAL" and f.severity == Severity.HIGH for f in findings
+    )
