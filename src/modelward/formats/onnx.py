@@ -227,7 +227,6 @@ class _Walk:
         self.external_checked: set[str] = set()
 
     def run(self) -> None:
-        import onnx
         from google.protobuf.message import DecodeError
 
         model = _Model()
@@ -237,6 +236,8 @@ class _Walk:
             for function in model.functions:
                 self.local_functions.add((function.domain, function.name))
             self._note(model)
+            if not model.graphs:
+                self._malformed("the model has no graph")
             for function in model.functions:
                 self._check_nodes(function.node, f"function {function.domain}:{function.name}", 0)
             for graph_field in model.graphs:
@@ -259,7 +260,6 @@ class _Walk:
                 f" {self.limit}-byte header limit; the rest of the model is not checked",
                 offset=exc.offset,
             )
-        del onnx
 
     def _malformed(self, problem: str) -> None:
         self.out.report(
