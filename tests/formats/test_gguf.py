@@ -34,6 +34,21 @@ def test_custom_alignment_and_named_templates_are_clean(tmp_path: Path) -> None:
     assert modelward.scan(path).findings == []
 
 
+def test_big_endian_files_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "be.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama", endianess=gguf.GGUFEndian.BIG)
+    writer.add_chat_template(BENIGN["chatml"])
+    writer.add_tensor("t", np.arange(8, dtype=np.float32).byteswap())
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    assert modelward.scan(path).findings == []
+    with path.open("ab") as f:  # and hidden data is still found in them
+        f.write(b"\xff" * 100)
+    assert [f.rule_id for f in modelward.scan(path).findings] == ["MW-GGUF-HIDDEN-DATA"]
+
+
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_each_hostile_variant_is_reported(tmp_path: Path, name: str) -> None:
     factory, rule_id = HOSTILE[name]
