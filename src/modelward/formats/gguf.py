@@ -218,7 +218,7 @@ class GGUFScanner:
             value_type = int(reader.unpack("I", "value type"))
             value_offset = reader.pos
             if key == "general.alignment":
-                self._read_alignment(reader, value_type, header, out)
+                self._read_alignment(reader, value_type, header, ctx, out)
             elif value_type == _STRING and (
                 key == "tokenizer.chat_template" or key.startswith("tokenizer.chat_template.")
             ):
@@ -230,11 +230,16 @@ class GGUFScanner:
                 self._skip_value(reader, value_type, ctx, 0)
 
     def _read_alignment(
-        self, reader: _HeaderReader, value_type: int, header: _Header, out: CappedReporter
+        self,
+        reader: _HeaderReader,
+        value_type: int,
+        header: _Header,
+        ctx: ScanContext,
+        out: CappedReporter,
     ) -> None:
         offset = reader.pos
         if value_type != _UINT32:
-            self._skip_value(reader, value_type, None, 0)
+            self._skip_value(reader, value_type, ctx, 0)
             alignment = 0
         else:
             alignment = int(reader.unpack("I", "general.alignment"))
@@ -250,7 +255,7 @@ class GGUFScanner:
         header.alignment = alignment
 
     def _skip_value(
-        self, reader: _HeaderReader, value_type: int, ctx: ScanContext | None, depth: int
+        self, reader: _HeaderReader, value_type: int, ctx: ScanContext, depth: int
     ) -> None:
         code = _FIXED_TYPES.get(value_type)
         if code is not None:
@@ -269,7 +274,7 @@ class GGUFScanner:
             if item_type in (_STRING, _ARRAY) and length * 4 > reader.remaining:
                 raise GGUFError(f"array of {length} items cannot fit in the file", reader.pos)
             for index in range(length):
-                if ctx is not None and index % 4096 == 0:
+                if index % 4096 == 0:
                     ctx.check_deadline()
                 self._skip_value(reader, item_type, ctx, depth + 1)
         else:
