@@ -1,0 +1,86 @@
+"""HDF5: legacy Keras `.h5` configs analysed from attributes only; other HDF5 is a note."""
+
+from __future__ import annotations
+
+import builtins
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import modelward
+from fixtures import keras_models as km
+from modelward.findings import Severity
+
+
+def test_legacy_h5_saved_by_keras_is_clean(tmp_path: Path) -> None:
+    report = modelward.scan(km.save(km.benign_model(), tmp_path / "model.h5"))
+    assert report.results[0].format == "hdf5"
+    assert [f for f in report.findings if f.severity > Severity.INFO] == []
+
+
+def test_lambda_in_h5_model_config_is_critical(tmp_path: Path) -> None:
+    report = modelward.scan(km.save(km.lambda_model(), tmp_path / "lambda.h5"))
+    [hit] = [f for f in report.findings if f.rule_id == "MW-KERAS-LAMBDA"]
+    assert hit.severity == Severity.CRITICAL
+    assert "model_config" in (hit.evidence or "")
+
+
+def test_tf_keras_2_lambda_list_form_is_critical(tmp_path: Path) -> None:
+    config = km.legacy_lambda_config(km.os_lambda_bytecode())
+    report = modelward.scan(km.write_h5_with_config(tmp_path / "legacy.h5", config))
+    assert [(f.rule_id, f.severity) for f in report.findings] == [
+        ("MW-KERAS-LAMBDA", Severity.CRITICAL)
+    ]
+
+
+def test_registered_custom_layer_in_h5_is_medium(tmp_path: Path) -> None:
+    report = modelward.scan(km.save(km.custom_object_model(), tmp_path / "custom.h5"))
+    custom = [f for f in report.findings if f.rule_id == "MW-KERAS-CUSTOM-OBJECT"]
+    assert [f.severity for f in custom] == [Severity.MEDIUM]
+    assert "outsidepkg>OutsideDense" in (custom[0].evidence or "")
+
+
+def test_hdf5_without_keras_config_is_info(tmp_path: Path) -> None:
+    report = modelward.scan(km.write_plain_hdf5(tmp_path / "data.h5"))
+    assert [(f.rule_id, f.severity) for f in report.findings] == [
+        ("MW-HDF5-NO-KERAS-CONFIG", Severity.INFO)
+    ]
+
+
+def test_hdf5_after_a_user_block_is_found(tmp_path: Path) -> None:
+    import h5py
+
+    path = tmp_path / "userblock.h5"
+    with h5py.File(path, "w", userblock_size=1024) as f:
+        f.attrs["model_config"] = km.legacy_lambda_config(km.os_lambda_bytecode())
+    with path.open("r+b") as f:
+        f.write(b"\x00not hdf5 at the start")
+    report = modelward.scan(path)
+    assert report.results[0].format == "hdf5"
+    assert report.has_findings_at(Severity.CRITICAL)
+
+
+def test_truncated_hdf5_is_malformed_not_a_crash(tmp_path: Path) -> None:
+    whole = km.save(km.benign_model(), tmp_path / "model.h5").read_bytes()
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(whole[:700])
+    report = modelward.scan(cut)
+    assert report.results[0].format == "hdf5"
+    assert report.has_findings_at(Severity.MEDIUM)
+
+
+def test_missing_h5py_is_a_medium_finding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = km.write_plain_hdf5(tmp_path / "data.h5")
+    real_import = builtins.__import__
+
+    def no_h5py(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "h5py":
+            raise ImportError("h5py hidden by the test")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_h5py)
+    report = modelward.scan(path)
+    assert [(f.rule_id, f.severity) for f in report.findings] == [
+        ("MW-HDF5-NO-H5PY", Severity.MEDIUM)
+    ]

@@ -1,0 +1,66 @@
+"""The TorchScript scanner: real archives are clean, each hostile rewrite is caught."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import modelward
+from fixtures.torchscript_models import HOSTILE, scripted, traced
+from modelward.findings import Severity
+
+
+@pytest.fixture(scope="module")
+def script_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return scripted(tmp_path_factory.mktemp("ts") / "scripted.pt")
+
+
+@pytest.mark.parametrize("factory", [scripted, traced])
+def test_archives_written_by_torch_jit_are_clean(
+    tmp_path: Path, factory: Callable[[Path], Path]
+) -> None:
+    report = modelward.scan(factory(tmp_path / "model.pt"))
+    assert report.results[0].format == "torchscript"
+    assert [f for f in report.findings if f.severity > Severity.INFO] == []
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_each_hostile_rewrite_is_reported(tmp_path: Path, script_archive: Path, name: str) -> None:
+    rewrite, rule_id, severity = HOSTILE[name]
+    report = modelward.scan(rewrite(script_archive, tmp_path / f"{name}.pt"))
+    assert report.results[0].format == "torchscript"
+    hits = [f for f in report.findings if f.rule_id == rule_id]
+    assert hits, [f.rule_id for f in report.findings]
+    assert all(f.severity >= Severity.parse(severity) for f in hits)
+    assert all(f.location.members for f in hits)
+
+
+def test_evidence_names_the_line_and_the_call(tmp_path: Path, script_archive: Path) -> None:
+    rewrite = HOSTILE["custom-op-namespace"][0]
+    report = modelward.scan(rewrite(script_archive, tmp_path / "op.pt"))
+    [hit] = [f for f in report.findings if f.rule_id == "MW-TORCHSCRIPT-CUSTOM-OP"]
+    assert hit.evidence is not None
+    assert "torch.ops.evil_ns.run" in hit.evidence
+    assert hit.evidence.startswith("line ")
+    assert hit.location.members[-1].endswith("/torchscript_models.py")
+
+
+def test_torch_class_not_defined_by_the_archive_is_still_reported(
+    tmp_path: Path, script_archive: Path
+) -> None:
+    from fixtures.torchscript_models import rewrite_member
+
+    # data.pkl names a __torch__ class that no code file in the archive defines.
+    def swap(data: bytes) -> bytes:
+        assert b"\nSmallNet\n" in data
+        return data.replace(b"\nSmallNet\n", b"\nGhostNet\n", 1)
+
+    target = rewrite_member(
+        script_archive, tmp_path / "ghost.pt", lambda n: n.endswith("/data.pkl"), swap
+    )
+    report = modelward.scan(target)
+    ghost = [f for f in report.findings if "GhostNet" in (f.evidence or "")]
+    assert ghost
+    assert max(f.severity for f in ghost) >= Severity.MEDIUM
