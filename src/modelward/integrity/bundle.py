@@ -143,6 +143,7 @@ class Bundle:
         raise BundleError("bundle verificationMaterial has no key, certificate or chain")
 
     def verify_with_key(self, key: PublicKey) -> Manifest:
+        self._refuse_keyless()
         if self.kind != "key":
             raise BundleError(f"bundle is {self.kind}-signed; verify it with --certificate-chain")
         hint = (
@@ -159,11 +160,7 @@ class Bundle:
         return self._manifest()
 
     def verify_with_chain(self, trusted: list[bytes]) -> Manifest:
-        if self.kind == "keyless":
-            raise BundleError(
-                "keyless Sigstore bundle: modelward cannot verify it offline (it needs the"
-                " Sigstore trust root and Rekor proofs); use `model_signing verify sigstore`"
-            )
+        self._refuse_keyless()
         if self.kind != "certificate":
             raise BundleError("bundle is key-signed; verify it with --key")
         raw = self.material["x509CertificateChain"].get("certificates")
@@ -177,6 +174,13 @@ class Bundle:
         key = verify_chain(chain, trusted)
         verify_bytes(key, self.signature, pae(self.payload_type, self.payload))
         return self._manifest()
+
+    def _refuse_keyless(self) -> None:
+        if self.kind == "keyless":
+            raise BundleError(
+                "keyless Sigstore bundle: modelward cannot verify it offline (it needs the"
+                " Sigstore trust root and Rekor proofs); use `model_signing verify sigstore`"
+            )
 
     def _manifest(self) -> Manifest:
         """The signed manifest; only called once the signature verified."""
