@@ -26,8 +26,8 @@ from modelward.formats import (
 from modelward.formats.base import FormatScanner
 
 SCANNERS: list[FormatScanner] = [
-    safetensors.SafetensorsScanner(),
-    gguf.GGUFScanner(),
+    safetensors.SAFETENSORS,
+    gguf.GGUF,
     hdf5.HDF5,
     # Zip-based formats before PyTorch's zip and the generic zip they are built on.
     torchscript.TORCHSCRIPT,
@@ -43,7 +43,7 @@ SCANNERS: list[FormatScanner] = [
     joblib.JOBLIB,
     pytorch.PYTORCH_LEGACY,
     # ONNX has no magic, only a protobuf sniff: keep it after other protobuf formats.
-    onnx.OnnxScanner(),
+    onnx.ONNX,
     # Generic containers last: their members are dispatched again by content.
     archive.TAR,
     archive.GZIP,

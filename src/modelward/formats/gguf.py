@@ -383,3 +383,6 @@ class GGUFScanner:
             )
             return None
         return elements // per_block * block_bytes
+
+
+GGUF = GGUFScanner()

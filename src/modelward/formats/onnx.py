@@ -202,6 +202,9 @@ class OnnxScanner:
             out.finish()
 
 
+ONNX = OnnxScanner()
+
+
 def _is_short_text(data: memoryview) -> bool:
     if len(data) > 1024:
         return False

@@ -242,3 +242,6 @@ class SafetensorsScanner:
                     offsets,
                 )
         return Extent(name, begin, end)
+
+
+SAFETENSORS = SafetensorsScanner()
