@@ -27,7 +27,7 @@ import math
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, BinaryIO, cast
+from typing import BinaryIO, cast
 
 from modelward.findings import Severity
 from modelward.formats._spliced import scan_pickle_ranges
@@ -96,7 +96,7 @@ class _Decompressed(io.RawIOBase):
     """A decompressing stream that is not seekable (so nobody seeks to its end: a bomb)
     and whose decoder errors become findings."""
 
-    def __init__(self, inner: IO[bytes]) -> None:
+    def __init__(self, inner: io.BufferedIOBase) -> None:
         self._inner = inner
 
     def readable(self) -> bool:
@@ -104,7 +104,8 @@ class _Decompressed(io.RawIOBase):
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         try:
-            data = self._inner.read(len(buffer))
+            # read1: what is there now, so a truncated stream still yields its first part.
+            data = self._inner.read1(len(buffer))
         except _DECOMPRESS_ERRORS as exc:
             raise ScanAborted("MW-JOBLIB-CORRUPT", f"compressed stream is corrupt: {exc}") from exc
         buffer[: len(data)] = data
@@ -115,9 +116,9 @@ class _Decompressed(io.RawIOBase):
         super().close()
 
 
-def _decompressor(codec: str, raw: BinaryIO) -> IO[bytes]:
+def _decompressor(codec: str, raw: BinaryIO) -> io.BufferedIOBase:
     if codec == "gzip":
-        return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))
+        return gzip.GzipFile(fileobj=raw, mode="rb")
     if codec == "bz2":
         return bz2.BZ2File(raw)
     if codec == "xz":
@@ -128,8 +129,8 @@ def _decompressor(codec: str, raw: BinaryIO) -> IO[bytes]:
         # "ZF", the length in hex padded to 16 characters, sometimes a space, then zlib.
         raw.read(18)
         first = raw.read(1)
-        return cast(IO[bytes], _ZlibReader(raw, b"" if first == b" " else first))
-    return cast(IO[bytes], _ZlibReader(raw))
+        return io.BufferedReader(_ZlibReader(raw, b"" if first == b" " else first))
+    return io.BufferedReader(_ZlibReader(raw))
 
 
 def _open_decompressed(codec: str, raw: BinaryIO, limit: int) -> BinaryIO:
@@ -169,8 +170,8 @@ class Layout:
     outer: list[tuple[int, int]] = field(default_factory=list)
     nested: list[tuple[int, int]] = field(default_factory=list)
     arrays: int = 0
-    #: Why the layout pass stopped before the end of the pickle, with the offset.
-    problem: tuple[int, str] | None = None
+    #: Why the layout pass stopped before the end of the pickle: offset, message, rule id.
+    problem: tuple[int, str, str] | None = None
 
 
 class _Values:
@@ -471,7 +472,11 @@ def read_layout(stream: BinaryIO, ctx: ScanContext) -> Layout:
             layout.outer.append((start, source.offset))
             data = _array_data(wrapper)
             if data is None:
-                layout.problem = (offset, "array wrapper with a shape or dtype we cannot read")
+                layout.problem = (
+                    offset,
+                    "array wrapper with a shape or dtype we cannot read",
+                    "MW-JOBLIB-LAYOUT",
+                )
                 return layout
             layout.arrays += 1
             if data.pickled:
@@ -484,11 +489,16 @@ def read_layout(stream: BinaryIO, ctx: ScanContext) -> Layout:
                     source.skip(source.read_exact(1, "array padding length")[0], "padding")
                 source.skip(data.size, "array data")
             start = source.offset
-    except PickleDamage as exc:
+    except (PickleDamage, ScanAborted) as exc:
+        if isinstance(exc, ScanAborted) and exc.rule_id == "MW-LIMIT-TIME":
+            raise
         if not layout.outer or layout.outer[-1][1] <= start:
             # Let the pickle scanner meet the damage itself and report it in its words.
             layout.outer.append((start, limits.max_decompressed_bytes))
-        layout.problem = (exc.offset, exc.message)
+        if isinstance(exc, PickleDamage):
+            layout.problem = (exc.offset, exc.message, "MW-JOBLIB-LAYOUT")
+        else:
+            layout.problem = (source.offset, exc.message, exc.rule_id)
         return layout
     layout.outer.append((start, source.offset))
     return layout
@@ -517,16 +527,24 @@ class JoblibScanner:
     def scan(self, blob: Blob, ctx: ScanContext) -> None:
         with ctx.open(blob) as stream:
             codec = compression(stream.read(18))
-        opener = self._opener(blob, ctx, codec)
+        try:
+            self._scan(blob, ctx, self._opener(blob, ctx, codec))
+        except ScanAborted as exc:
+            # A bomb or a corrupt compressed stream: a finding on this file, which stays joblib.
+            if exc.rule_id == "MW-LIMIT-TIME":
+                raise
+            ctx.report(exc.rule_id, Severity.MEDIUM, blob.location, exc.message)
+
+    def _scan(self, blob: Blob, ctx: ScanContext, opener: Callable[[], BinaryIO]) -> None:
         with opener() as stream:
             layout = read_layout(stream, ctx)
         if layout.problem is not None:
-            offset, message = layout.problem
+            offset, message, rule_id = layout.problem
             ctx.report(
-                "MW-JOBLIB-LAYOUT",
+                rule_id,
                 Severity.MEDIUM,
                 blob.location.at(offset),
-                f"joblib layout not understood ({message}); the rest is not scanned",
+                f"joblib file not read to its end ({message}); the rest is not scanned",
             )
         with opener() as stream:
             scan_pickle_ranges(stream, layout.outer, 0, blob.location, ctx)
