@@ -172,3 +172,26 @@ def test_cache_does_not_store_a_file_changed_just_now(tmp_path: Path) -> None:
 def test_cache_file_is_private(tmp_path: Path) -> None:
     with DigestCache(tmp_path / "sub" / "c.sqlite") as cache:
         assert cache.path.stat().st_mode & 0o077 == 0
+
+
+def test_hash_cli_text_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from modelward.cli.main import main
+
+    model = make_model(tmp_path / "m")
+    assert main(["hash", str(model), "--no-cache"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == [
+        sha256_hex((model / "config.json").read_bytes()),
+        str((model / "config.json").stat().st_size),
+        "config.json",
+    ]
+    assert lines[-1].startswith("sha256:") and "4 files" in lines[-1]
+    assert main(["hash", str(model), "--format", "json", "--ignore", "tokenizer"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [f["name"] for f in doc["files"]] == ["config.json", "empty.txt", "model.safetensors"]
+    assert (
+        doc["digest"] == hash_model(model, ignore_paths=[".git", "tokenizer"], cache=None).digest()
+    )
+    assert main(["hash", str(tmp_path / "absent")]) == 2

@@ -319,7 +319,7 @@ def _leaf_pub(leaf: Path, tmp_path: Path) -> Path:
 
 
 def test_keyless_bundle_is_refused_clearly(model: Path, keypair: tuple[Path, Path]) -> None:
-    key, _ = keypair
+    key, pub = keypair
     sig = sign(model, key)
     _tamper(
         sig,
@@ -331,3 +331,5 @@ def test_keyless_bundle_is_refused_clearly(model: Path, keypair: tuple[Path, Pat
     ca_file.write_text("")
     with pytest.raises(BundleError, match="keyless Sigstore"):
         verify(model, certificate_chain=[ca_file])
+    with pytest.raises(BundleError, match="keyless Sigstore"):
+        verify(model, key=pub)
