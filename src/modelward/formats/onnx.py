@@ -227,7 +227,8 @@ class _Walk:
         self.standard = name_set(_DATA, "standard")
         self.vendor = name_set(_DATA, "vendor")
         self.local_functions: set[tuple[str, str]] = set()
-        self.external_checked: set[str] = set()
+        #: Size of each external data file, or None when it is unsafe or missing (reported).
+        self.external_files: dict[str, int | None] = {}
 
     def run(self) -> None:
         from google.protobuf.message import DecodeError
@@ -404,9 +405,32 @@ class _Walk:
                 f"{label} is stored externally but names no file",
             )
             return
-        if location in self.external_checked:
+        size = self._external_file(location, label)
+        if size is None:
             return
-        self.external_checked.add(location)
+        try:
+            begin = int(entries.get("offset", "0"))
+            length = int(entries["length"]) if "length" in entries else size - begin
+        except ValueError:
+            problem = "offset or length is not an integer"
+        else:
+            if begin >= 0 and length >= 0 and begin + length <= size:
+                return
+            problem = f"bytes {begin}..{begin + length} are outside the {size}-byte file"
+        self.out.report(
+            "MW-ONNX-EXTERNAL-DATA",
+            Severity.MEDIUM,
+            f"{label} reads external data from {location[:_EVIDENCE_CHARS]!r}: {problem}",
+            evidence=str(entries)[:_EVIDENCE_CHARS],
+        )
+
+    def _external_file(self, location: str, label: str) -> int | None:
+        """The size of the file `location` names, once per location; None (reported) if unsafe."""
+        if location not in self.external_files:
+            self.external_files[location] = self._resolve_external(location, label)
+        return self.external_files[location]
+
+    def _resolve_external(self, location: str, label: str) -> int | None:
         evidence = location[:_EVIDENCE_CHARS]
         escape = _escapes_folder(location)
         if escape is not None:
@@ -417,7 +441,7 @@ class _Walk:
                 " process can",
                 evidence=evidence,
             )
-            return
+            return None
         if self.blob.fs_path is None:
             self.out.report(
                 "MW-ONNX-EXTERNAL-DATA",
@@ -426,7 +450,7 @@ class _Walk:
                 " a container",
                 evidence=evidence,
             )
-            return
+            return None
         folder = Path(os.path.realpath(self.blob.fs_path.parent))
         target = Path(os.path.realpath(folder / location))
         if not target.is_relative_to(folder):
@@ -436,13 +460,20 @@ class _Walk:
                 f"{label} reads external data through a symlink that leaves the model's folder",
                 evidence=f"{evidence} -> {target}"[: _EVIDENCE_CHARS * 2],
             )
-        elif not target.is_file():
-            self.out.report(
-                "MW-ONNX-EXTERNAL-MISSING",
-                Severity.MEDIUM,
-                f"{label} reads external data from {evidence!r}, which is missing",
-                evidence=evidence,
-            )
+            return None
+        try:
+            if target.is_file():
+                return target.stat().st_size
+            why = ""
+        except OSError as exc:  # a name too long, a permission denied: not readable either
+            why = f" ({exc.strerror})"
+        self.out.report(
+            "MW-ONNX-EXTERNAL-MISSING",
+            Severity.MEDIUM,
+            f"{label} reads external data from {evidence!r}, which is missing{why}",
+            evidence=evidence,
+        )
+        return None
 
 
 def _escapes_folder(location: str) -> str | None:
