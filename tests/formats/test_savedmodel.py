@@ -21,6 +21,36 @@ def test_realistic_savedmodel_is_clean(tmp_path: Path) -> None:
     assert report.findings == []
 
 
+def test_whole_savedmodel_folder_is_clean(tmp_path: Path) -> None:
+    report = modelward.scan(sm.saved_model_dir(tmp_path / "export"))
+    formats = {Path(r.path).name: r.format for r in report.results}
+    assert formats == {
+        "saved_model.pb": "tf-savedmodel",
+        "fingerprint.pb": "tf-fingerprint",
+        "keras_metadata.pb": "keras-metadata",
+        "variables.index": "tf-checkpoint",
+        "variables.data-00000-of-00001": "tf-checkpoint",
+        "vocab.txt": "text",
+    }
+    assert report.findings == []
+
+
+def test_pickle_named_like_a_checkpoint_shard_is_still_a_pickle(tmp_path: Path) -> None:
+    import os
+    import pickle
+
+    class Payload:
+        def __reduce__(self) -> tuple[object, ...]:
+            return (os.system, ("true",))
+
+    root = sm.saved_model_dir(tmp_path / "export")
+    shard = root / "variables" / "variables.data-00000-of-00001"
+    shard.write_bytes(pickle.dumps(Payload()))
+    report = modelward.scan(shard)
+    assert report.results[0].format == "pickle"
+    assert report.has_findings_at(Severity.CRITICAL)
+
+
 def test_savedmodel_is_recognised_by_content_not_name(tmp_path: Path) -> None:
     report = modelward.scan(
         sm.write(tmp_path / "renamed.bin", sm.hostile_saved_models()["readfile-in-function"][0])

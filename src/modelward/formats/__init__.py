@@ -34,6 +34,7 @@ SCANNERS: list[FormatScanner] = [
     keras.KERAS,
     savedmodel.SAVED_MODEL,
     savedmodel.KERAS_METADATA,
+    savedmodel.FINGERPRINT,
     # PyTorch and NumPy zips, then any other zip (found at its end too: a prefixed zip).
     pytorch.PYTORCH_ZIP,
     numpy.NPZ,
@@ -53,4 +54,6 @@ SCANNERS: list[FormatScanner] = [
     pickle.PICKLE,
     # By name as well as bytes (source has no magic), so after every content match.
     python_source.PYTHON_SOURCE,
+    # Checkpoint shards have no magic: named data, only when nothing above claims the bytes.
+    savedmodel.CHECKPOINT,
 ]

@@ -295,3 +295,84 @@ class KerasMetadataScanner:
 
 SAVED_MODEL = SavedModelScanner()
 KERAS_METADATA = KerasMetadataScanner()
+
+
+# FingerprintDef (tensorflow/core/protobuf/fingerprint.proto): five uint64 hashes, a version.
+_FINGERPRINT_HASHES = frozenset({1, 2, 3, 4, 5})
+_FINGERPRINT_VERSION = 6
+FINGERPRINT_NAME = "fingerprint.pb"
+#: The SSTable footer magic that ends a checkpoint's `.index` (TensorBundle) file.
+_TABLE_MAGIC = bytes.fromhex("57fb808b247547db")
+_SHARD_NAME = re.compile(r"\.data-\d{5}-of-\d{5}$")
+#: Largest non-seekable member read through to check its last bytes.
+_MAX_STREAMED_TAIL = 16 * 1024 * 1024
+
+
+def _is_fingerprint(data: bytes) -> bool:
+    try:
+        fields = list(pw.iter_fields(data))
+    except pw.ProtoError:
+        return False
+    return bool(fields) and all(
+        (f.number in _FINGERPRINT_HASHES and f.wire_type == pw.VARINT)
+        or (f.number == _FINGERPRINT_VERSION and f.wire_type == pw.LEN)
+        for f in fields
+    )
+
+
+class FingerprintScanner:
+    """`fingerprint.pb` next to a SavedModel: hashes only, nothing that runs."""
+
+    name = "tf-fingerprint"
+
+    def detect(self, blob: Blob, head: bytes) -> bool:
+        return (
+            blob.name.replace("\\", "/").rsplit("/", 1)[-1] == FINGERPRINT_NAME
+            and len(head) == blob.size
+            and _is_fingerprint(head)
+        )
+
+    def scan(self, blob: Blob, ctx: ScanContext) -> None:
+        """Detection parsed the whole message; a fingerprint holds no code."""
+
+
+def _tail(blob: Blob, n: int) -> bytes:
+    if blob.size < n:
+        return b""
+    with blob.open() as stream:
+        if blob.fs_path is not None:
+            stream.seek(blob.size - n)
+            return stream.read(n)
+        if blob.size > _MAX_STREAMED_TAIL:
+            return b""
+        return stream.read()[-n:]
+
+
+class CheckpointScanner:
+    """TensorFlow checkpoint files (`variables.index`, `variables.data-00000-of-00001`).
+
+    The index is an SSTable recognised by its footer magic; data shards are raw tensor
+    bytes with no header, recognised by their name next to an index. Neither is read
+    further: TensorFlow treats both as data. Registered after every content-based
+    scanner, so a pickle or zip given a shard's name is still scanned as what it is.
+    """
+
+    name = "tf-checkpoint"
+
+    def detect(self, blob: Blob, head: bytes) -> bool:
+        name = blob.name.replace("\\", "/").rsplit("/", 1)[-1]
+        if name.endswith(".index"):
+            return _tail(blob, len(_TABLE_MAGIC)) == _TABLE_MAGIC
+        match = _SHARD_NAME.search(name)
+        if match is None:
+            return False
+        if blob.fs_path is None:
+            return True
+        return blob.fs_path.with_name(name[: match.start()] + ".index").is_file()
+
+    def scan(self, blob: Blob, ctx: ScanContext) -> None:
+        """Tensor data and its index hold no code; reading them would only cost time."""
+
+
+FINGERPRINT = FingerprintScanner()
+CHECKPOINT = CheckpointScanner()
