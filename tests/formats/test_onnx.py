@@ -24,9 +24,11 @@ from fixtures.onnx_models import (
     over_protobuf_limit,
     vendor_op,
 )
+from modelward.config import ScanConfig
 from modelward.findings import Severity
-from modelward.formats.base import HEAD_SIZE, Blob
+from modelward.formats.base import HEAD_SIZE, Blob, ScanContext
 from modelward.formats.onnx import OnnxScanner
+from modelward.scanner import dispatch
 
 
 @pytest.mark.parametrize(
@@ -83,10 +85,6 @@ def test_external_data_inside_a_container_is_noted(tmp_path: Path) -> None:
     data = benign_external_data(tmp_path / "model.onnx").read_bytes()
     blob = Blob.from_bytes(modelward.Location("archive.tar", ("model.onnx",)), data)
     report = modelward.ScanResult(path="archive.tar")
-    from modelward.config import ScanConfig
-    from modelward.formats.base import ScanContext
-    from modelward.scanner import dispatch
-
     ctx = ScanContext(config=ScanConfig(), result=report, dispatch=dispatch)
     assert dispatch(blob, ctx) == "onnx"
     [note] = [f for f in report.findings if f.rule_id == "MW-ONNX-EXTERNAL-DATA"]
