@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 from fixtures.pickles import (
@@ -111,3 +113,25 @@ def test_torch_checkpoints_are_allowed() -> None:
     for name, data in pickles.items():
         findings = scan_bytes(data)[1]
         assert [f for f in findings if f.severity > Severity.INFO] == [], name
+
+
+class CustomLayer:
+    """A user class: unknown to the allow-list, so instances are reported, not passed."""
+
+    def __init__(self) -> None:
+        self.width = 3
+
+
+@pytest.mark.parametrize("protocol", range(6))
+def test_custom_class_instance_is_an_unknown_call(protocol: int) -> None:
+    findings = scan_bytes(pickle.dumps(CustomLayer(), protocol=protocol))[1]
+    [finding] = [f for f in findings if f.severity > Severity.INFO]
+    assert (finding.rule_id, finding.severity) == ("MW-PICKLE-UNKNOWN-GLOBAL", Severity.HIGH)
+    assert finding.evidence is not None
+    assert finding.evidence.startswith(f"{__name__}.CustomLayer called")
+
+
+def test_main_module_is_unknown_not_dunder() -> None:
+    data = b"\x80\x02c__main__\nNet\n)\x81."
+    [finding] = scan_bytes(data)[1]
+    assert (finding.rule_id, finding.severity) == ("MW-PICKLE-UNKNOWN-GLOBAL", Severity.HIGH)

@@ -80,12 +80,12 @@ def test_large_payload_is_skipped_not_held() -> None:
 
 @pytest.mark.parametrize("unit", [b"(", b"(]", b"(}"])
 def test_deep_nesting_is_reported_with_bounded_memory(unit: bytes) -> None:
-    data = b"\x80\x02" + unit * 200_000 + b"N."
+    data = b"\x80\x02" + unit * 20_000 + b"N."
     findings: list[Finding] = []
     peak = peak_memory(lambda: findings.extend(scan_bytes(data)[1]))
     rules = {f.rule_id for f in findings}
     assert "MW-PICKLE-NESTING" in rules
-    assert peak < 64 * MIB
+    assert peak < 16 * MIB
 
 
 def test_deep_real_nesting_is_not_reported() -> None:
@@ -144,3 +144,14 @@ def test_computed_stack_global_is_high() -> None:
     assert any(
         f.rule_id == "MW-PICKLE-DYNAMIC-GLOBAL" and f.severity == Severity.HIGH for f in findings
     )
+
+
+@pytest.mark.parametrize("unit", [b"(", b"(}", b"]", b"N", b"\x8c\x01a\x94"])
+def test_max_pickle_bytes_bounds_real_memory(unit: bytes) -> None:
+    budget = 4 * MIB
+    config = ScanConfig.from_mapping({"scan": {"limits": {"max_pickle_bytes": budget}}})
+    data = b"\x80\x04" + unit * 300_000 + b"."
+    findings: list[Finding] = []
+    peak = peak_memory(lambda: findings.extend(scan_bytes(data, config=config)[1]))
+    assert "MW-PICKLE-LIMIT" in {f.rule_id for f in findings}
+    assert peak < 3 * budget

@@ -20,8 +20,11 @@ from modelward.pickle.walker import ArgValue, PickleDamage, Skipped
 
 #: MARKs open at once beyond which the stream is reported (real pickles nest far less).
 MAX_MARK_DEPTH = 1000
-#: Nominal bytes charged per stack slot / memo entry against `max_pickle_bytes`.
-SLOT_COST = 16
+#: Bytes charged per stack slot / memo entry against `max_pickle_bytes`: about what a
+#: small Python object and its pointer really cost, so the limit bounds real memory.
+SLOT_COST = 64
+#: A MARK also starts a new list for the items above it.
+MARK_COST = 128
 #: Calls of one import whose arguments are kept for evidence.
 KEPT_CALLS = 3
 
@@ -179,7 +182,7 @@ class SymbolicMachine:
             self._push(Const(arg), offset)
 
     def _mark(self, offset: int, opcode: Opcode, arg: ArgValue) -> None:
-        self._charge(SLOT_COST, offset)
+        self._charge(MARK_COST, offset)
         self._marks.append(self.stack)
         self.stack = []
         self.deepest_marks = max(self.deepest_marks, len(self._marks))
