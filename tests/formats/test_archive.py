@@ -17,12 +17,12 @@ from fixtures.archives import (
     gzip_of_zeros,
     malicious_pickle,
     tar_bytes,
+    zip_bytes,
 )
 from modelward.config import Limits, ScanConfig
 from modelward.findings import ScanResult, Severity
 from modelward.formats import SCANNERS, archive
 from modelward.formats.base import Blob, ScanContext
-
 
 SUFFIXES = {"gzip": ".gz", "bzip2": ".bz2", "xz": ".xz"}
 
@@ -201,3 +201,16 @@ def test_member_blobs_read_back_exactly(tmp_path: Path, wrapped: bool) -> None:
     assert seen[f"{prefix}!small.txt"] == small
     if wrapped:
         assert seen[prefix] == inner
+
+
+def test_large_compressed_zip_is_found_by_its_end(tmp_path: Path) -> None:
+    """A zip is sniffed at its end; for large decompressed content that end is kept, not re-read."""
+    filler = bytes(range(256)) * (archive.IN_MEMORY_BYTES // 256 + 1024)
+    path = tmp_path / "bundle.zip.gz"
+    path.write_bytes(
+        COMPRESSORS["gzip"](zip_bytes({"filler.bin": filler, "data.pkl": malicious_pickle()}))
+    )
+    report = modelward.scan(path)
+    critical = [f for f in report.findings if f.severity == Severity.CRITICAL]
+    assert critical
+    assert {f.location.container_path for f in critical} == {f"{path}!bundle.zip!data.pkl"}

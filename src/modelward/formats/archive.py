@@ -36,11 +36,13 @@ from modelward.findings import Location, Severity
 from modelward.formats.base import Blob, ScanAborted, ScanContext
 
 #: Decompressed content or tar members up to this size are held in memory; larger ones re-read.
-IN_MEMORY_BYTES = 16 * 1024**2
+IN_MEMORY_BYTES = 8 * 1024**2
 #: Expansion only counts as a bomb past this size, so a tiny file of zeros is not a finding.
 BOMB_MIN_BYTES = 1024**2
 #: Bytes one GNU long-name or pax extended header may hold; `tarfile` would read any size.
 MAX_TAR_EXTENDED_HEADER = 1024**2
+#: Last bytes of large decompressed content kept, so that sniffing a file's end is free.
+TAIL_BYTES = 128 * 1024
 _CHUNK = 1024**2
 
 _TAR_EXTENDED_TYPES = frozenset(
@@ -98,11 +100,26 @@ class _Window(io.RawIOBase):
 
 
 class _Decompressed(io.RawIOBase):
-    """A decompressing file that also closes the compressed stream it reads."""
+    """A decompressing file that also closes the compressed stream it reads.
 
-    def __init__(self, raw: BinaryIO, wrap: Callable[[BinaryIO], BinaryIO]) -> None:
+    When the content's `size` and last bytes (`tail`) are already known, seeks are
+    lazy and reads inside the tail are served from it: format sniffers that look
+    at the end of a file (a zip's central directory) then cost no decompression.
+    """
+
+    def __init__(
+        self,
+        raw: BinaryIO,
+        wrap: Callable[[BinaryIO], BinaryIO],
+        size: int | None = None,
+        tail: bytes = b"",
+    ) -> None:
         self._raw = raw
         self._inner = wrap(raw)
+        self._size = size
+        self._tail = tail
+        self._tail_start = (size or 0) - len(tail)
+        self._pos = 0
 
     def readable(self) -> bool:
         return True
@@ -111,14 +128,26 @@ class _Decompressed(io.RawIOBase):
         return True
 
     def tell(self) -> int:
-        return self._inner.tell()
+        return self._pos
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        return self._inner.seek(offset, whence)
+        if whence == io.SEEK_END and self._size is None:
+            self._pos = self._inner.seek(offset, whence)
+        else:
+            base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size or 0}[whence]
+            self._pos = max(0, base + offset)
+        return self._pos
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        data = self._inner.read(len(buffer))
+        if self._tail and self._pos >= self._tail_start:
+            at = self._pos - self._tail_start
+            data = self._tail[at : at + len(buffer)]
+        else:
+            if self._inner.tell() != self._pos:
+                self._inner.seek(self._pos)
+            data = self._inner.read(len(buffer))
         buffer[: len(data)] = data
+        self._pos += len(data)
         return len(data)
 
     def close(self) -> None:
@@ -170,35 +199,45 @@ class CompressedScanner:
     def scan(self, blob: Blob, ctx: ScanContext) -> None:
         limits = ctx.config.limits
         ratio_cap = max(BOMB_MIN_BYTES, int(limits.max_compression_ratio * max(blob.size, 1)))
-        kept = io.BytesIO()
+        kept: io.BytesIO | None = io.BytesIO()  # dropped once the content is too big to keep
         total = 0
+        previous = last = b""  # the last two chunks, for the tail
         try:
             with ctx.open(blob) as raw, _Decompressed(raw, self._wrap) as stream:
                 while chunk := stream.read(_CHUNK):
                     ctx.check_deadline()
+                    previous, last = last, chunk
                     total += len(chunk)
                     if total > limits.max_decompressed_bytes or total > ratio_cap:
                         _report_bomb(ctx, blob.location, blob.size, total, limits)
                         return
-                    if total <= IN_MEMORY_BYTES:
+                    if kept is not None and total > IN_MEMORY_BYTES:
+                        kept = None
+                    elif kept is not None:
                         kept.write(chunk)
         except self._errors as exc:
+            scanned = kept is not None and total > 0
             ctx.report(
                 "MW-ARCHIVE-MALFORMED",
                 Severity.MEDIUM,
                 blob.location,
                 f"{self.name} stream is corrupt or truncated after {total} decompressed bytes;"
-                " the rest is not scanned",
+                + (" what came before is scanned" if scanned else " its content is not scanned"),
                 evidence=f"{type(exc).__name__}: {exc}"[:300],
             )
-            if total == 0 or total > IN_MEMORY_BYTES:
+            if not scanned:
                 return
         location = blob.location.member(self.inner_name(_basename(blob)))
-        if total <= IN_MEMORY_BYTES:
+        if kept is not None:
             member = Blob.from_bytes(location, kept.getvalue())
+            kept = None
         else:
-            wrap = self._wrap
-            member = Blob(location, total, lambda: cast(BinaryIO, _Decompressed(blob.open(), wrap)))
+            wrap, tail = self._wrap, (previous + last)[-TAIL_BYTES:]
+            member = Blob(
+                location,
+                total,
+                lambda: cast(BinaryIO, _Decompressed(blob.open(), wrap, total, tail)),
+            )
         ctx.scan_member(member)
 
 
