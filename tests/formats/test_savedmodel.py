@@ -96,6 +96,14 @@ def test_keras_metadata_benign_and_lambda(tmp_path: Path) -> None:
     assert "root.layer-1" in (hit.evidence or "")
 
 
+def test_keras_metadata_in_the_object_graph_is_analysed(tmp_path: Path) -> None:
+    data = sm.saved_model_with_user_metadata(os_lambda_bytecode())
+    report = modelward.scan(sm.write(tmp_path / "saved_model.pb", data))
+    [hit] = report.findings
+    assert (hit.rule_id, hit.severity) == ("MW-KERAS-LAMBDA", Severity.CRITICAL)
+    assert "_tf_keras_layer" in (hit.evidence or "")
+
+
 def test_protowire_reads_what_the_writer_wrote() -> None:
     message = sm.length_delimited(3, "abc") + sm.varint_field(1, 300) + sm.varint_field(2, 2**63)
     fields = list(pw.iter_fields(message))

@@ -23,13 +23,19 @@ from modelward.formats.base import Blob, ScanContext
 from modelward.formats.keras import analyse_keras_json
 
 # Field numbers from tensorflow/core/protobuf/{saved_model,meta_graph}.proto,
+# tensorflow/core/protobuf/saved_object_graph.proto,
 # tensorflow/core/framework/{graph,node_def,function,op_def}.proto and
 # tensorflow/python/keras/protobuf/saved_metadata.proto.
 _SAVED_MODEL_SCHEMA_VERSION = 1
 _SAVED_MODEL_META_GRAPHS = 2
 _META_GRAPH_INFO = 1
 _META_GRAPH_GRAPH_DEF = 2
+_META_GRAPH_OBJECT_GRAPH = 7
 _META_INFO_TAGS = 4
+_OBJECT_GRAPH_NODES = 1
+_SAVED_OBJECT_USER_OBJECT = 4
+_USER_OBJECT_IDENTIFIER = 1
+_USER_OBJECT_METADATA = 3
 _GRAPH_NODE = 1
 _GRAPH_LIBRARY = 2
 _LIBRARY_FUNCTION = 1
@@ -95,11 +101,13 @@ class SavedModelGraphs:
     tags: list[list[str]]
     nodes: list[GraphNode]
     functions: set[str]
+    #: (identifier, JSON) of user objects carrying metadata: Keras configs before TF 2.5.
+    user_metadata: list[tuple[str, bytes]]
 
 
 def parse_saved_model(data: bytes | memoryview, ctx: ScanContext) -> SavedModelGraphs:
     """Every node of every meta graph and its function library; raise `pw.ProtoError`."""
-    result = SavedModelGraphs(0, [], [], set())
+    result = SavedModelGraphs(0, [], [], set(), [])
     for field in pw.iter_fields(data):
         if field.number == _SAVED_MODEL_SCHEMA_VERSION and field.wire_type == pw.VARINT:
             result.schema_version = int(field.value)
@@ -110,6 +118,8 @@ def parse_saved_model(data: bytes | memoryview, ctx: ScanContext) -> SavedModelG
                     tags += [t.text() for t in pw.fields_of(meta.data, _META_INFO_TAGS)]
                 elif meta.number == _META_GRAPH_GRAPH_DEF:
                     _read_graph(meta.data, result, ctx)
+                elif meta.number == _META_GRAPH_OBJECT_GRAPH:
+                    _read_object_graph(meta.data, result, ctx)
             result.tags.append(tags)
     return result
 
@@ -122,6 +132,18 @@ def _read_graph(graph: memoryview, result: SavedModelGraphs, ctx: ScanContext) -
         elif field.number == _GRAPH_LIBRARY:
             for function in pw.fields_of(field.data, _LIBRARY_FUNCTION):
                 _read_function(function.data, result, ctx)
+
+
+def _read_object_graph(graph: memoryview, result: SavedModelGraphs, ctx: ScanContext) -> None:
+    for node in pw.fields_of(graph, _OBJECT_GRAPH_NODES):
+        ctx.check_deadline()
+        for user in pw.fields_of(node.data, _SAVED_OBJECT_USER_OBJECT):
+            metadata = b""
+            for field in pw.fields_of(user.data, _USER_OBJECT_METADATA):
+                metadata = bytes(field.data)
+            if metadata:
+                identifier = pw.string_field(user.data, _USER_OBJECT_IDENTIFIER)
+                result.user_metadata.append((identifier, metadata))
 
 
 def _read_function(function: memoryview, result: SavedModelGraphs, ctx: ScanContext) -> None:
@@ -251,6 +273,11 @@ class SavedModelScanner:
             )
             return
         check_ops(graphs, blob.location, ctx)
+        for identifier, metadata in graphs.user_metadata:
+            ctx.check_deadline()
+            analyse_keras_json(
+                metadata, blob.location, ctx, source=f"object graph user object {identifier}"
+            )
 
 
 def iter_keras_metadata(data: bytes | memoryview) -> Iterator[tuple[str, str, memoryview]]:
