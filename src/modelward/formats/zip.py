@@ -40,6 +40,8 @@ _EOCD = struct.Struct("<4sHHHHIIH")
 _ZIP64_LOCATOR = struct.Struct("<4sIQI")
 _ZIP64_EOCD = struct.Struct("<4sQHHIIQQQQ")
 _CENTRAL = struct.Struct("<4sHHHHHHIIIHHHHHII")
+#: First EOCD search window: the record, a ZIP64 locator and a short comment.
+_SMALL_TAIL = 1024
 #: Largest EOCD search window: the record plus the longest possible comment.
 _TAIL_WINDOW = _EOCD.size + 0xFFFF
 #: Compression methods `zipfile` can stream: stored, deflate, bzip2, lzma.
@@ -147,7 +149,7 @@ class ZipArchive:
         if self._zipfile is None:
             try:
                 self._zipfile = zipfile.ZipFile(self.blob.open())
-            except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            except (*_MEMBER_ERRORS, OSError, ValueError) as exc:
                 raise ScanAborted("MW-ZIP-CORRUPT", f"zip cannot be opened: {exc}") from exc
         info = zipfile.ZipInfo(member.name)
         info.orig_filename = member.name
@@ -221,10 +223,11 @@ def looks_like_zip(blob: Blob, head: bytes) -> bool:
         return False
     try:
         with blob.open() as stream:
-            _parse_directory(stream, blob.size, Limits(), members=False)
+            directory = _parse_directory(stream, blob.size, Limits(), members=False)
     except (ZipFormatError, OSError):
         return False
-    return True
+    # An empty "zip" at the end of other bytes is too weak a sign: four bytes and zeros.
+    return directory.declared_entries > 0
 
 
 def member_names(blob: Blob, limits: Limits) -> list[str] | None:
@@ -283,10 +286,15 @@ class _TooManyMembers(ZipFormatError):
 
 def _parse_directory(stream: BinaryIO, size: int, limits: Limits, *, members: bool) -> _Directory:
     """Locate the EOCD (ZIP64 aware) and parse the central directory, bounded by `limits`."""
-    window = min(size, _TAIL_WINDOW)
-    stream.seek(size - window)
-    tail = stream.read(window)
-    pos = _find_eocd(tail)
+    # Most zips have no comment: try a small tail before the largest possible one.
+    for window in (min(size, _SMALL_TAIL), min(size, _TAIL_WINDOW)):
+        stream.seek(size - window)
+        tail = stream.read(window)
+        pos = _find_eocd(tail, strict=window < size and window == _SMALL_TAIL)
+        if pos >= 0:
+            break
+    else:
+        raise ZipFormatError("no End Of Central Directory record")
     eocd_at = size - window + pos
     (_, disk, cd_disk, _, entries, cd_size, cd_offset, _) = _EOCD.unpack_from(tail, pos)
     directory_end = eocd_at
@@ -333,15 +341,16 @@ def _parse_directory(stream: BinaryIO, size: int, limits: Limits, *, members: bo
     return _Directory(_parse_entries(data, entries, prefix, size), prefix, entries)
 
 
-def _find_eocd(tail: bytes) -> int:
+def _find_eocd(tail: bytes, strict: bool) -> int:
+    """The last EOCD record whose comment fits in `tail` (ends it exactly when `strict`); -1."""
     pos = len(tail)
     while True:
         pos = tail.rfind(_EMPTY_MAGIC, 0, pos)
         if pos < 0:
-            raise ZipFormatError("no End Of Central Directory record")
+            return -1
         if pos + _EOCD.size <= len(tail):
-            comment_length = _EOCD.unpack_from(tail, pos)[7]
-            if pos + _EOCD.size + comment_length <= len(tail):
+            end = pos + _EOCD.size + _EOCD.unpack_from(tail, pos)[7]
+            if end == len(tail) or (not strict and end <= len(tail)):
                 return pos
 
 
