@@ -67,6 +67,9 @@ def test_extension_codes_are_unresolvable_imports(name: str) -> None:
     [finding] = scan_bytes(MALICIOUS[name]())[1]
     assert finding.rule_id == "MW-PICKLE-EXTENSION"
     assert finding.severity == Severity.HIGH
+    assert finding.evidence is not None
+    assert finding.evidence.startswith(f"{name.upper()} code ")
+    assert finding.evidence.endswith("called with ('true',)")
 
 
 def test_mutated_allowed_global_that_is_called() -> None:

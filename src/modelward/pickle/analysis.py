@@ -95,11 +95,11 @@ def _report(
             " objects; do not load this file",
             evidence=f"{write.target} <- {', '.join(write.keys)}",
         )
-    if machine.deepest_marks > MAX_MARK_DEPTH:
+    if machine.too_deep_at is not None:
         ctx.report(
             "MW-PICKLE-NESTING",
             Severity.MEDIUM,
-            location,
+            location.at(machine.too_deep_at),
             f"pickle nests {machine.deepest_marks} MARKs deep (more than {MAX_MARK_DEPTH});"
             " real checkpoints nest far less, this is crafted to exhaust a loader or scanner",
             evidence=f"{machine.deepest_marks} open MARKs",
@@ -126,6 +126,8 @@ def _report_import(
     where = location.at(imported.offset)
     path = imported.path
     evidence = f"{path} {_use(imported)}"
+    if imported.extension_code is not None:
+        evidence = f"{imported.opcode} code {imported.extension_code} {_use(imported)}"
     if imported.extension_code is not None:
         ctx.report(
             "MW-PICKLE-EXTENSION",

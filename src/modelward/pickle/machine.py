@@ -132,6 +132,8 @@ class SymbolicMachine:
         self.imports: list[ImportedGlobal] = []
         self.writes: list[AttributeWrite] = []
         self.deepest_marks = 0
+        #: Offset of the MARK that first went deeper than `MAX_MARK_DEPTH`.
+        self.too_deep_at: int | None = None
         self.result: Value | None = None
 
     # -- stack helpers -------------------------------------------------------------
@@ -186,6 +188,8 @@ class SymbolicMachine:
         self._marks.append(self.stack)
         self.stack = []
         self.deepest_marks = max(self.deepest_marks, len(self._marks))
+        if self.too_deep_at is None and len(self._marks) > MAX_MARK_DEPTH:
+            self.too_deep_at = offset
 
     def _stop(self, offset: int, opcode: Opcode, arg: ArgValue) -> None:
         self.result = self._pop(offset, opcode)
