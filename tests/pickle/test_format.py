@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -170,3 +172,22 @@ def test_canary_is_never_created(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert all(r["max_severity"] == "critical" for r in cli_report["results"])
     assert len(cli_report["results"]) == len(payloads)
     assert not canary.exists()
+
+
+def test_scanner_works_without_torch_or_numpy() -> None:
+    code = (
+        "import sys\n"
+        "for name in ('torch', 'numpy', 'sklearn', 'joblib'):\n"
+        "    sys.modules[name] = None  # any import of them now fails\n"
+        "import modelward.formats.pickle as p\n"
+        "assert p.looks_like_pickle(b'\\x80\\x04N.')\n"
+        "import modelward, pathlib, tempfile\n"
+        "d = pathlib.Path(tempfile.mkdtemp()) / 'x.pkl'\n"
+        "d.write_bytes(b\"cos\\nsystem\\n(S'true'\\ntR.\")\n"
+        "print(modelward.scan(d).results[0].max_severity.name)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "CRITICAL"

@@ -99,6 +99,14 @@ class ByteSource:
     def at_eof(self) -> bool:
         return not self._fill(1)
 
+    def read_byte(self) -> int:
+        """The next byte, or -1 at end of stream (the hot path: one call per opcode)."""
+        if self._pos >= len(self._buf) and not self._fill(1):
+            return -1
+        byte = self._buf[self._pos]
+        self._pos += 1
+        return byte
+
     def read_exact(self, n: int, what: str) -> bytes:
         start = self.offset
         if not self._fill(n):
@@ -177,14 +185,13 @@ def iter_opcodes(
                 "MW-PICKLE-LIMIT",
             )
         offset = source.offset
-        code = source.peek(1)
-        if not code:
+        code = source.read_byte()
+        if code < 0:
             raise PickleDamage(offset, "stream ends before STOP (truncated)", truncated=True)
-        opcode = OPCODES.get(code[0])
+        opcode = OPCODES.get(code)
         if opcode is None:
-            raise PickleDamage(offset, f"byte 0x{code[0]:02x} is not a pickle opcode")
-        source.read_exact(1, opcode.name)
-        yield offset, opcode, _read_arg(source, opcode, offset)
+            raise PickleDamage(offset, f"byte 0x{code:02x} is not a pickle opcode")
+        yield offset, opcode, None if opcode.arg is Arg.NONE else _read_arg(source, opcode, offset)
         if opcode.name == "STOP":
             return
 
@@ -192,8 +199,6 @@ def iter_opcodes(
 def _read_arg(source: ByteSource, opcode: Opcode, offset: int) -> ArgValue:
     arg = opcode.arg
     what = f"the argument of {opcode.name}"
-    if arg is Arg.NONE:
-        return None
     if arg is Arg.U1:
         return source.read_exact(1, what)[0]
     if arg is Arg.U2:
