@@ -15,6 +15,7 @@ from typing import BinaryIO, cast
 
 from modelward.findings import Location, ScanResult
 from modelward.formats.base import ScanContext
+from modelward.formats.pickle import scan_pickle_stream
 
 _CHUNK = 1024 * 1024
 
@@ -78,8 +79,6 @@ def scan_pickle_ranges(
 
     Findings at an offset inside the pickle are reported at the matching stream offset.
     """
-    from modelward.formats.pickle import scan_pickle_stream
-
     inner = ScanResult(path=ctx.result.path)
     child = ScanContext(
         config=ctx.config,
