@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import builtins
+import subprocess
+import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -70,17 +70,48 @@ def test_truncated_hdf5_is_malformed_not_a_crash(tmp_path: Path) -> None:
     assert report.has_findings_at(Severity.MEDIUM)
 
 
+def test_hdf5_inside_a_tar_is_read_from_memory(tmp_path: Path) -> None:
+    import tarfile
+
+    inner = km.write_h5_with_config(
+        tmp_path / "legacy.h5", km.legacy_lambda_config(km.os_lambda_bytecode())
+    )
+    bundle = tmp_path / "bundle.tar"
+    with tarfile.open(bundle, "w") as tar:
+        tar.add(inner, arcname="models/legacy.h5")
+    [hit] = modelward.scan(bundle).findings
+    assert (hit.rule_id, hit.severity) == ("MW-KERAS-LAMBDA", Severity.CRITICAL)
+    assert hit.location.members == ("models/legacy.h5",)
+
+
+def test_scanner_start_up_imports_no_ml_library() -> None:
+    probe = (
+        "import sys, modelward, modelward.scanner, modelward.cli.main\n"
+        "print(sorted(m for m in ('h5py', 'keras', 'torch', 'tensorflow') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
 def test_missing_h5py_is_a_medium_finding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = km.write_plain_hdf5(tmp_path / "data.h5")
-    real_import = builtins.__import__
-
-    def no_h5py(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name == "h5py":
-            raise ImportError("h5py hidden by the test")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_h5py)
+    monkeypatch.setitem(sys.modules, "h5py", None)  # what importlib sees when it is absent
     report = modelward.scan(path)
     assert [(f.rule_id, f.severity) for f in report.findings] == [
         ("MW-HDF5-NO-H5PY", Severity.MEDIUM)
     ]
+
+
+def test_a_crashing_h5py_child_is_a_finding_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = km.write_plain_hdf5(tmp_path / "data.h5")
+    # The child runs `sys.executable -I -m ...`; a shell that kills itself stands in for
+    # an HDF5 library crashing on a crafted file.
+    crasher = tmp_path / "crash.sh"
+    crasher.write_text("#!/bin/sh\nkill -SEGV $$\n", encoding="utf-8")
+    crasher.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(crasher))
+    [finding] = modelward.scan(path).findings
+    assert (finding.rule_id, finding.severity) == ("MW-HDF5-MALFORMED", Severity.MEDIUM)
+    assert "-11" in (finding.evidence or "")
