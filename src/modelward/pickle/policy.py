@@ -47,15 +47,19 @@ class GlobalPolicy:
     def verdict(self, path: str) -> Verdict:
         """Classify a dotted `module.qualname`.
 
-        Every dotted suffix is checked against deny too, because a loader resolves
-        `pkg.sub.os.system` to whatever `os.system` is when `pkg.sub` imports `os`.
+        Deny wins over allow for the path itself. Every dotted suffix of an
+        unlisted path is checked against deny too, because a loader resolves
+        `pkg.sub.os.system` to whatever `os.system` is when `pkg.sub` imports
+        `os`; an exact allow pair (`numpy.random._pickle.__randomstate_ctor`)
+        is not second-guessed that way.
         """
         parts = path.split(".")
-        for start in range(len(parts)):
-            if self._denied(parts[start:]):
-                return Verdict.DENIED
+        if self._denied(parts):
+            return Verdict.DENIED
         if path in self.allow or path in self.trampolines:
             return Verdict.ALLOWED
+        if any(self._denied(parts[start:]) for start in range(1, len(parts))):
+            return Verdict.DENIED
         return Verdict.UNKNOWN
 
     def _denied(self, parts: list[str]) -> bool:
