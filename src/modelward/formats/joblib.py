@@ -43,6 +43,8 @@ DETECT_BYTES = 1024 * 1024
 DETECT_COMPRESSED_BYTES = 1024 * 1024
 #: Items kept per list or dict in the layout pass (wrapper states are tiny).
 _MAX_ITEMS = 1024
+#: Values the layout pass keeps (in containers, memo, stack) before it gives up: bounds memory.
+_MAX_KEPT = 2_000_000
 _CHUNK = 64 * 1024
 _WRAPPER = b"NumpyArrayWrapper"
 _DECOMPRESS_ERRORS = (zlib.error, lzma.LZMAError, EOFError, OSError, ValueError)
@@ -181,6 +183,13 @@ class _Values:
         self.stack: list[object] = []
         self.marks: list[int] = []
         self.memo: dict[int, object] = {}
+        self.kept = 0
+
+    def keep(self, count: int, offset: int) -> None:
+        """Account for `count` more values held; a crafted pickle cannot exhaust memory."""
+        self.kept += count
+        if self.kept + len(self.stack) > _MAX_KEPT:
+            raise PickleDamage(offset, f"more than {_MAX_KEPT} values to follow", "MW-PICKLE-LIMIT")
 
     def pop(self, offset: int) -> object:
         if not self.stack:
@@ -198,6 +207,7 @@ class _Values:
     def feed(self, offset: int, opcode: Opcode, arg: ArgValue) -> _Obj | None:
         """Apply one opcode; return the wrapper object when it is a wrapper's BUILD."""
         name = opcode.name
+        self.keep(0, offset)
         handler = _OPS.get(name)
         if handler is not None:
             return handler(self, offset, arg)
@@ -233,48 +243,53 @@ def _dup(vm: _Values, offset: int, arg: ArgValue) -> None:
 
 def _tuple(size: int | None) -> _Op:
     def op(vm: _Values, offset: int, arg: ArgValue) -> None:
-        if size is None:
-            vm.stack.append(tuple(vm.pop_mark(offset)))
-        else:
-            items = [vm.pop(offset) for _ in range(size)]
-            vm.stack.append(tuple(reversed(items)))
+        items = vm.pop_mark(offset) if size is None else [vm.pop(offset) for _ in range(size)]
+        if len(items) > _MAX_ITEMS:
+            vm.stack.append(_UNKNOWN)  # no shape or dtype state is this long
+            return
+        vm.keep(len(items), offset)
+        vm.stack.append(tuple(items) if size is None else tuple(reversed(items)))
 
     return op
 
 
 def _list(vm: _Values, offset: int, arg: ArgValue) -> None:
-    vm.stack.append(vm.pop_mark(offset)[:_MAX_ITEMS])
+    items = vm.pop_mark(offset)[:_MAX_ITEMS]
+    vm.keep(len(items), offset)
+    vm.stack.append(items)
 
 
 def _dict(vm: _Values, offset: int, arg: ArgValue) -> None:
     target: dict[object, object] = {}
-    _set_items(target, vm.pop_mark(offset))
+    _set_items(vm, target, vm.pop_mark(offset), offset)
     vm.stack.append(target)
 
 
-def _set_items(target: object, items: list[object]) -> None:
+def _set_items(vm: _Values, target: object, items: list[object], offset: int) -> None:
     if not isinstance(target, dict):
         return
     for key, value in zip(items[0::2], items[1::2], strict=False):
         if len(target) < _MAX_ITEMS and isinstance(key, str | int | bytes | float | tuple):
+            vm.keep(1, offset)
             target[key] = value
 
 
 def _setitem(vm: _Values, offset: int, arg: ArgValue) -> None:
     value = vm.pop(offset)
     key = vm.pop(offset)
-    _set_items(vm.stack[-1] if vm.stack else None, [key, value])
+    _set_items(vm, vm.stack[-1] if vm.stack else None, [key, value], offset)
 
 
 def _setitems(vm: _Values, offset: int, arg: ArgValue) -> None:
     items = vm.pop_mark(offset)
-    _set_items(vm.stack[-1] if vm.stack else None, items)
+    _set_items(vm, vm.stack[-1] if vm.stack else None, items, offset)
 
 
 def _append(vm: _Values, offset: int, arg: ArgValue) -> None:
     value = vm.pop(offset)
     target = vm.stack[-1] if vm.stack else None
     if isinstance(target, list) and len(target) < _MAX_ITEMS:
+        vm.keep(1, offset)
         target.append(value)
 
 
@@ -282,7 +297,9 @@ def _appends(vm: _Values, offset: int, arg: ArgValue) -> None:
     items = vm.pop_mark(offset)
     target = vm.stack[-1] if vm.stack else None
     if isinstance(target, list):
-        target.extend(items[: _MAX_ITEMS - len(target)])
+        kept = items[: _MAX_ITEMS - len(target)]
+        vm.keep(len(kept), offset)
+        target.extend(kept)
 
 
 def _global(vm: _Values, offset: int, arg: ArgValue) -> None:
@@ -343,10 +360,12 @@ def _build(vm: _Values, offset: int, arg: ArgValue) -> _Obj | None:
 
 def _put(vm: _Values, offset: int, arg: ArgValue) -> None:
     if isinstance(arg, int):
+        vm.keep(1, offset)
         vm.memo[arg] = vm.stack[-1] if vm.stack else _UNKNOWN
 
 
 def _memoize(vm: _Values, offset: int, arg: ArgValue) -> None:
+    vm.keep(1, offset)
     vm.memo[len(vm.memo)] = vm.stack[-1] if vm.stack else _UNKNOWN
 
 
