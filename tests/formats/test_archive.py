@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 import tarfile
 from dataclasses import replace
 from pathlib import Path
@@ -214,3 +215,48 @@ def test_large_compressed_zip_is_found_by_its_end(tmp_path: Path) -> None:
     critical = [f for f in report.findings if f.severity == Severity.CRITICAL]
     assert critical
     assert {f.location.container_path for f in critical} == {f"{path}!bundle.zip!data.pkl"}
+
+
+@pytest.mark.parametrize("archive_format", ["tar", "gztar", "bztar", "xztar"])
+def test_real_model_folder_archived_by_shutil_is_clean(tmp_path: Path, archive_format: str) -> None:
+    """Benign torch checkpoints packed the way people ship them (`shutil.make_archive`)."""
+    from fixtures.torch_models import write_benign
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    write_benign(folder)
+    (folder / "config.json").write_text('{"hidden": 16}', encoding="utf-8")
+    packed = Path(
+        shutil.make_archive(str(tmp_path / "out" / "model"), archive_format, tmp_path, "model")
+    )
+    report = modelward.scan(packed)
+    assert report.results[0].format == {"tar": "tar", "gztar": "gzip", "bztar": "bzip2"}.get(
+        archive_format, "xz"
+    )
+    assert [f for f in report.findings if f.severity > Severity.INFO] == []
+
+
+def test_zip_appended_to_a_tar_is_scanned(tmp_path: Path) -> None:
+    """Tar readers stop at the end blocks; zip readers (torch.load) find the appended zip."""
+    path = tmp_path / "model.tar"
+    tail = zip_bytes({"archive/data.pkl": malicious_pickle()})
+    path.write_bytes(tar_bytes([TarEntry("weights.bin", bytes(2000))]) + tail)
+    report = modelward.scan(path)
+    assert report.results[0].format == "tar"
+    rules = {f.rule_id: f for f in report.findings}
+    assert rules["MW-ARCHIVE-TRAILING-DATA"].location.offset == len(path.read_bytes()) - len(tail)
+    assert any(
+        f.severity == Severity.CRITICAL and f.location.members[:1] == ("<after-tar>",)
+        for f in report.findings
+    )
+
+
+def test_tar_whose_first_header_is_a_pickle(tmp_path: Path) -> None:
+    """A protocol 0 pickle fits in the name field; `pickle.load` would run it."""
+    path = tmp_path / "model.tar"
+    path.write_bytes(tar_bytes([TarEntry("cos\nsystem\n(S'true'\ntR.", b"data")]))
+    report = modelward.scan(path)
+    assert report.results[0].format == "tar"
+    rules = {f.rule_id: f.severity for f in report.findings}
+    assert rules["MW-ARCHIVE-POLYGLOT"] == Severity.HIGH
+    assert max(rules.values()) == Severity.CRITICAL

@@ -28,6 +28,9 @@ from modelward.formats.base import FormatScanner
 SCANNERS: list[FormatScanner] = [
     safetensors.SAFETENSORS,
     gguf.GGUF,
+    # A tar header (valid checksum) before formats that sniff past offset 0 (HDF5 at 512,
+    # a zip's end), which would otherwise claim a tar whose first or last member is one.
+    archive.TAR,
     hdf5.HDF5,
     # Zip-based formats before PyTorch's zip and the generic zip they are built on.
     torchscript.TORCHSCRIPT,
@@ -45,8 +48,7 @@ SCANNERS: list[FormatScanner] = [
     pytorch.PYTORCH_LEGACY,
     # ONNX has no magic, only a protobuf sniff: keep it after other protobuf formats.
     onnx.ONNX,
-    # Generic containers last: their members are dispatched again by content.
-    archive.TAR,
+    # Generic compressed streams last: their content is dispatched again by its bytes.
     archive.GZIP,
     archive.BZIP2,
     archive.XZ,

@@ -33,7 +33,8 @@ from typing import BinaryIO, cast
 
 from modelward.config import Limits
 from modelward.findings import Location, Severity
-from modelward.formats.base import Blob, ScanAborted, ScanContext
+from modelward.formats.base import HEAD_SIZE, Blob, ScanAborted, ScanContext
+from modelward.formats.pickle import looks_like_pickle, scan_pickle_stream
 
 #: Decompressed content or tar members up to this size are held in memory; larger ones re-read.
 IN_MEMORY_BYTES = 8 * 1024**2
@@ -339,14 +340,15 @@ class TarScanner:
     name = "tar"
 
     def detect(self, blob: Blob, head: bytes) -> bool:
-        if len(head) < 512:
-            return False
-        return head[257:262] == b"ustar" or _tar_header_checksum_ok(head)
+        # ustar/GNU headers also carry a magic at 257, v7 ones do not; all carry the checksum.
+        return len(head) >= 512 and _tar_header_checksum_ok(head)
 
     def scan(self, blob: Blob, ctx: ScanContext) -> None:
+        self._check_pickle_polyglot(blob, ctx)
         try:
             with ctx.open(blob) as stream, _open_tar(stream) as archive:
-                self._walk(archive, blob, ctx)
+                if self._walk(archive, blob, ctx):
+                    self._check_trailing(archive.offset, blob, ctx)
         except ScanAborted as exc:
             if exc.rule_id != "MW-ARCHIVE-MALFORMED":
                 raise
@@ -360,7 +362,26 @@ class TarScanner:
                 evidence=f"{type(exc).__name__}: {exc}"[:300],
             )
 
-    def _walk(self, archive: tarfile.TarFile, blob: Blob, ctx: ScanContext) -> None:
+    def _check_pickle_polyglot(self, blob: Blob, ctx: ScanContext) -> None:
+        """A first header whose name field is a protocol 0 pickle is also a pickle file.
+
+        `pickle.load` would run it, and tar is detected first, so scan it as a pickle too.
+        """
+        with ctx.open(blob) as stream:
+            if not looks_like_pickle(stream.read(HEAD_SIZE)):
+                return
+        ctx.report(
+            "MW-ARCHIVE-POLYGLOT",
+            Severity.HIGH,
+            blob.location.at(0),
+            "file is both a tar archive and a pickle; pickle loaders run the pickle at its"
+            " start, which is scanned as well",
+        )
+        with ctx.open(blob) as stream:
+            scan_pickle_stream(stream, blob.location, ctx, max_streams=1)
+
+    def _walk(self, archive: tarfile.TarFile, blob: Blob, ctx: ScanContext) -> bool:
+        """Check and scan every member; False when a limit stopped the walk early."""
         limits = ctx.config.limits
         count = 0
         declared = 0
@@ -375,7 +396,7 @@ class TarScanner:
                     f"archive holds more than {limits.max_members} members; the rest are not"
                     " scanned",
                 )
-                return
+                return False
             # Only headers read so far are needed; tarfile would otherwise keep every one.
             archive.members.clear()  # type: ignore[attr-defined]
             location = blob.location.member(member.name)
@@ -385,8 +406,43 @@ class TarScanner:
             declared += member.size
             if declared > limits.max_decompressed_bytes:
                 _report_bomb(ctx, blob.location, blob.size, declared, limits)
-                return
+                return False
             ctx.scan_member(self._member_blob(archive, member, blob, location))
+        return True
+
+    def _check_trailing(self, end: int, blob: Blob, ctx: ScanContext) -> None:
+        """Bytes after the end-of-archive blocks are no tar member, yet zip readers see them.
+
+        A zip appended to a tar is what `torch.load` would read: it is scanned as a member.
+        """
+        size = blob.size - end
+        with ctx.counted(cast(BinaryIO, _Window(blob.open, end, size))) as stream:
+            skipped = 0
+            while chunk := stream.read(_CHUNK):
+                ctx.check_deadline()
+                data = chunk.lstrip(b"\x00")
+                if data:
+                    skipped += len(chunk) - len(data)
+                    break
+                skipped += len(chunk)
+        if skipped >= size:
+            return
+        start = end + skipped
+        ctx.report(
+            "MW-ARCHIVE-TRAILING-DATA",
+            Severity.MEDIUM,
+            blob.location.at(start),
+            f"{blob.size - start} bytes follow the end of the tar archive; tar readers ignore"
+            " them but other readers (zip) may load them; scanned as their own member",
+        )
+        location = blob.location.member("<after-tar>")
+        ctx.scan_member(
+            Blob(
+                location,
+                blob.size - start,
+                lambda: cast(BinaryIO, _Window(blob.open, start, blob.size - start)),
+            )
+        )
 
     def _check_member(self, member: tarfile.TarInfo, location: Location, ctx: ScanContext) -> None:
         if member_path_escapes(member.name):
