@@ -66,6 +66,7 @@ def test_custom_objects_and_functions_need_custom_code(tmp_path: Path) -> None:
     [
         (km.os_system_activation, "MW-KERAS-FUNCTION"),
         (km.subprocess_layer, "MW-KERAS-CUSTOM-OBJECT"),
+        (km.get_file_activation, "MW-KERAS-FUNCTION"),
     ],
 )
 def test_config_naming_os_access_is_critical(
@@ -74,6 +75,18 @@ def test_config_naming_os_access_is_critical(
     report = modelward.scan(km.rewrite_config(benign_archive, tmp_path / "evil.keras", mutate))
     assert report.results[0].format == "keras"
     assert [f.severity for f in report.findings if f.rule_id == rule_id] == [Severity.CRITICAL]
+
+
+def test_torch_module_wrapper_pickle_is_scanned(tmp_path: Path) -> None:
+    archive = km.save(km.torch_wrapper_model(), tmp_path / "wrapped.keras")
+    report = modelward.scan(archive)
+    [note] = [f for f in report.findings if f.rule_id == "MW-KERAS-TORCH-MODULE"]
+    assert note.severity == Severity.HIGH
+    assert not report.has_findings_at(Severity.CRITICAL)
+    evil = km.rewrite_config(archive, tmp_path / "evil.keras", km.pickled_torch_module)
+    critical = [f for f in modelward.scan(evil).findings if f.severity == Severity.CRITICAL]
+    assert [f.rule_id for f in critical] == ["MW-PICKLE-DANGEROUS-GLOBAL"]
+    assert critical[0].location.members[-1].endswith(".config.module")
 
 
 def test_archive_with_only_a_config_is_still_keras(tmp_path: Path, benign_archive: Path) -> None:

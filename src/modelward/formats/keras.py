@@ -40,6 +40,11 @@ def _keras_modules() -> tuple[str, ...]:
     return tuple(load_table("keras.toml")["keras_modules"])
 
 
+@cache
+def _dangerous_keras_functions() -> frozenset[str]:
+    return frozenset(load_table("keras.toml")["dangerous_keras_functions"])
+
+
 def is_keras_module(module: str) -> bool:
     """True for Keras itself and the Keras-team libraries (`keras.src.layers`, `tf_keras`...)."""
     return any(module == m or module.startswith(m + ".") for m in _keras_modules())
@@ -151,8 +156,13 @@ def _check_object(node: _Node, location: Location, ctx: ScanContext, source: str
     elif class_name == "function":
         module = obj.get("module")
         name = config if isinstance(config, str) else obj.get("registered_name")
-        if isinstance(module, str) and isinstance(name, str) and not is_keras_module(module):
-            _report_function(module, name, f"{node.path}", location, ctx, source)
+        if isinstance(module, str) and isinstance(name, str):
+            if not is_keras_module(module):
+                _report_function(module, name, node.path, location, ctx, source)
+            elif name.rsplit(".", 1)[-1] in _dangerous_keras_functions():
+                _report_keras_internal(module, name, node.path, location, ctx, source)
+    elif class_name == "TorchModuleWrapper" and isinstance(config, dict):
+        _check_torch_module(config.get("module"), node.path, location, ctx, source)
     else:
         _check_custom_object(obj, class_name, node.path, location, ctx, source)
 
@@ -238,6 +248,48 @@ def _report_function(
     )
 
 
+def _report_keras_internal(
+    module: str, name: str, path: str, location: Location, ctx: ScanContext, source: str
+) -> None:
+    ctx.report(
+        "MW-KERAS-FUNCTION",
+        Severity.CRITICAL,
+        location,
+        f"config calls Keras's own {module}.{name}: loading would download or write files,"
+        " or switch safe_mode off (safe_mode bypass)",
+        evidence=f"{source} {path}: module={module!r} function={name!r}",
+    )
+
+
+def _check_torch_module(
+    encoded: Any, path: str, location: Location, ctx: ScanContext, source: str
+) -> None:
+    """`TorchModuleWrapper` keeps a `torch.save`d module in base64: `torch.load` unpickles it."""
+    where = f"{source} {path}.config.module"
+    ctx.report(
+        "MW-KERAS-TORCH-MODULE",
+        Severity.HIGH,
+        location,
+        "TorchModuleWrapper embeds a pickled torch module that torch.load(weights_only=False)"
+        " unpickles when the model is loaded with safe_mode=False; scanned as a member",
+        evidence=where,
+    )
+    if not isinstance(encoded, str):
+        return
+    try:
+        data = base64.b64decode(encoded.encode("ascii", errors="replace"))
+    except (binascii.Error, ValueError) as exc:
+        ctx.report(
+            "MW-KERAS-CONFIG-MALFORMED",
+            Severity.MEDIUM,
+            location,
+            "TorchModuleWrapper module is not base64; its pickle could not be scanned",
+            evidence=f"{where}: {exc}"[:300],
+        )
+        return
+    ctx.scan_member(Blob.from_bytes(location.member(f"{path}.config.module"), data))
+
+
 def _check_custom_object(
     obj: dict[str, Any],
     class_name: str,
@@ -251,6 +303,10 @@ def _check_custom_object(
     custom_name = next(
         (n for n in (registered, class_name) if isinstance(n, str) and ">" in n), None
     )
+    keras_module = isinstance(module, str) and is_keras_module(module)
+    if keras_module and class_name in _dangerous_keras_functions():
+        _report_keras_internal(str(module), class_name, path, location, ctx, source)
+        return
     if isinstance(module, str) and not is_keras_module(module):
         dangerous = pycode.is_dangerous_module(module)
         ctx.report(
