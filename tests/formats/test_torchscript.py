@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import modelward
-from fixtures.torchscript_models import HOSTILE, scripted, traced
+from fixtures.torchscript_models import HOSTILE, rewrite_member, scripted, traced
 from modelward.findings import Severity
 
 
@@ -50,8 +53,6 @@ def test_evidence_names_the_line_and_the_call(tmp_path: Path, script_archive: Pa
 def test_torch_class_not_defined_by_the_archive_is_still_reported(
     tmp_path: Path, script_archive: Path
 ) -> None:
-    from fixtures.torchscript_models import rewrite_member
-
     # data.pkl names a __torch__ class that no code file in the archive defines.
     def swap(data: bytes) -> bytes:
         assert b"\nSmallNet\n" in data
@@ -64,3 +65,15 @@ def test_torch_class_not_defined_by_the_archive_is_still_reported(
     ghost = [f for f in report.findings if "GhostNet" in (f.evidence or "")]
     assert ghost
     assert max(f.severity for f in ghost) >= Severity.MEDIUM
+
+
+@given(source=st.text(max_size=200))
+def test_any_code_member_is_analysed_or_reported_never_crashes(source: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        base = scripted(Path(tmp) / "base.pt")
+        target = rewrite_member(
+            base, Path(tmp) / "fuzz.pt", lambda n: n.endswith(".py"), lambda _: source.encode()
+        )
+        report = modelward.scan(target)
+    assert report.results[0].format == "torchscript"
+    assert all(f.rule_id != "MW-SCAN-ERROR" for f in report.findings)
