@@ -195,3 +195,15 @@ def test_hash_cli_text_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[st
         doc["digest"] == hash_model(model, ignore_paths=[".git", "tokenizer"], cache=None).digest()
     )
     assert main(["hash", str(tmp_path / "absent")]) == 2
+
+
+def test_model_path_given_as_a_symlink_is_followed(tmp_path: Path) -> None:
+    model = make_model(tmp_path / "v2")
+    (tmp_path / "current").symlink_to("v2")
+    assert (
+        hash_model(tmp_path / "current", cache=None).digest()
+        == hash_model(model, cache=None).digest()
+    )
+    (tmp_path / "w.link").symlink_to(model / "config.json")
+    (entry,) = hash_model(tmp_path / "w.link", cache=None).entries
+    assert entry.digest.hex() == sha256_hex((model / "config.json").read_bytes())

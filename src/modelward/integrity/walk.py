@@ -67,13 +67,15 @@ def list_files(
     except OSError as exc:
         raise ModelPathError(f"{model}: {exc.strerror or exc}") from None
     root = containment_root(model)
-    if not stat.S_ISDIR(top.st_mode) and not stat.S_ISLNK(top.st_mode):
-        _require_regular(model, top)
-        return [FileEntry.from_stat(SINGLE_FILE_NAME, str(model), top)]
     if stat.S_ISLNK(top.st_mode):
-        target, st = _follow(model, root, allow_symlinks)
-        if not stat.S_ISDIR(st.st_mode):
-            return [FileEntry.from_stat(SINGLE_FILE_NAME, target, st)]
+        # The path given is the user's own choice, not model content: always followed.
+        try:
+            top = os.stat(model)
+        except OSError as exc:
+            raise ModelPathError(f"{model}: broken symlink: {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(top.st_mode):
+        _require_regular(model, top)
+        return [FileEntry.from_stat(SINGLE_FILE_NAME, os.path.realpath(model), top)]
     ignored = {p.strip("/") for p in ignore_paths}
     entries: list[FileEntry] = []
     _walk(str(model), "", root, ignored, allow_symlinks, entries, set())
