@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import pickle
 from dataclasses import replace
 from pathlib import Path
 
@@ -151,3 +152,16 @@ def test_layout_pass_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert layout.problem is not None
     assert layout.problem[2] == "MW-JOBLIB-LAYOUT"
     assert "values to follow" in layout.problem[1]
+
+
+def test_old_zfile_format_is_scanned(tmp_path: Path) -> None:
+    """joblib < 0.10 wrote `ZF` + the length in hex + a zlib stream (numpy_pickle_compat)."""
+    from joblib.numpy_pickle_compat import write_zfile
+
+    path = tmp_path / "old.pkl.z"
+    with path.open("wb") as handle:
+        write_zfile(handle, pickle.dumps({"hook": Payload()}, protocol=2))
+    assert compression(path.read_bytes()[:32]) == "zfile"
+    result = _scan(path)
+    assert result.format == "joblib"
+    assert result.max_severity == Severity.CRITICAL

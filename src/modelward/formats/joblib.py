@@ -47,6 +47,8 @@ _MAX_ITEMS = 1024
 _MAX_KEPT = 2_000_000
 _CHUNK = 64 * 1024
 _WRAPPER = b"NumpyArrayWrapper"
+#: joblib < 0.10 `ZF` files: the prefix and `hex(length)` padded to `len(hex(2**64))`.
+_ZFILE_HEADER = 2 + 19
 _DECOMPRESS_ERRORS = (zlib.error, lzma.LZMAError, EOFError, OSError, ValueError)
 
 
@@ -63,7 +65,7 @@ def compression(head: bytes) -> str | None:
         return "xz"
     if head.startswith(b"\x5d\x00\x00"):
         return "lzma"
-    if head.startswith(b"ZF") and len(head) >= 18:
+    if head.startswith(b"ZF") and len(head) >= _ZFILE_HEADER:
         return "zfile"
     if len(head) >= 2 and head[0] == 0x78 and (head[0] << 8 | head[1]) % 31 == 0:
         return "zlib"
@@ -128,8 +130,8 @@ def _decompressor(codec: str, raw: BinaryIO) -> io.BufferedIOBase:
     if codec == "lzma":
         return lzma.LZMAFile(raw, format=lzma.FORMAT_ALONE)
     if codec == "zfile":
-        # "ZF", the length in hex padded to 16 characters, sometimes a space, then zlib.
-        raw.read(18)
+        # "ZF", the length as "0x..." padded to 19 characters, sometimes a space, then zlib.
+        raw.read(_ZFILE_HEADER)
         first = raw.read(1)
         return io.BufferedReader(_ZlibReader(raw, b"" if first == b" " else first))
     return io.BufferedReader(_ZlibReader(raw))
@@ -545,7 +547,7 @@ class JoblibScanner:
 
     def scan(self, blob: Blob, ctx: ScanContext) -> None:
         with ctx.open(blob) as stream:
-            codec = compression(stream.read(18))
+            codec = compression(stream.read(32))
         try:
             self._scan(blob, ctx, self._opener(blob, ctx, codec))
         except ScanAborted as exc:

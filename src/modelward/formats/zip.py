@@ -12,6 +12,9 @@ Public API (used by pytorch, numpy `.npz`, keras, torchscript and archive scanne
   `ZipArchive.member_blob(member) -> Blob`: the member's decompressed bytes, streamed
   through `zipfile` and capped at `max_decompressed_bytes` (so a bomb is a finding), and
   `ZipArchive.prefix_blob()`: the bytes before the zip, if any, to scan as their own file.
+- `scan_members(archive, ctx, members)`: dispatch members (and the prefix) by content.
+- `member_names(blob, limits) -> list[str] | None`: names only, for `detect` methods that
+  tell zip-based formats apart (reports nothing).
 
 Nothing is extracted to disk and no member is read unless a scanner asks for its blob.
 """
