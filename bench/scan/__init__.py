@@ -1,0 +1,1 @@
+"""Detection and speed benchmark of `modelward scan` against peer scanners."""
