@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import io
+import json
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
+import joblib
+import numpy as np
 import pytest
 import torch
 
 import modelward
-from fixtures import torch_models
+from fixtures import numpy_arrays, torch_models
 from modelward.findings import ScanResult, Severity
 
 
@@ -138,3 +143,37 @@ def test_tensor_storages_are_not_read(tmp_path: Path) -> None:
     result = _scan(path)
     assert result.format == "pytorch-zip"
     assert result.findings == []
+
+
+_WITHOUT_ML_LIBRARIES = """
+import importlib.abc, json, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"torch", "numpy", "joblib", "sklearn", "scipy"}:
+            raise ImportError(f"{name} blocked")
+        return None
+sys.meta_path.insert(0, Block())
+import modelward
+report = modelward.scan(*sys.argv[1:])
+print(json.dumps({r.path: [r.format, r.max_severity.label if r.max_severity else None]
+                  for r in report.results}))
+"""
+
+
+def test_scanners_need_no_torch_numpy_or_joblib(
+    benign: list[Path], malicious: dict[str, Path], tmp_path: Path
+) -> None:
+    extra = [*numpy_arrays.write_malicious(tmp_path), tmp_path / "w.joblib"]
+    joblib.dump({"w": np.arange(3.0)}, extra[-1], compress="xz")
+    paths = [benign[0], benign[1], malicious["payload_state_dict"], *extra]
+    run = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_ML_LIBRARIES, *map(str, paths)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    verdicts = json.loads(run.stdout)
+    assert verdicts[str(benign[0])] == ["pytorch-zip", None]
+    assert verdicts[str(benign[1])] == ["pytorch-legacy", None]
+    assert verdicts[str(malicious["payload_state_dict"])] == ["pytorch-zip", "critical"]
+    assert [verdicts[str(p)][1] for p in extra] == ["critical", "critical", "critical", None]
