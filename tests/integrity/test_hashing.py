@@ -207,3 +207,19 @@ def test_model_path_given_as_a_symlink_is_followed(tmp_path: Path) -> None:
     (tmp_path / "w.link").symlink_to(model / "config.json")
     (entry,) = hash_model(tmp_path / "w.link", cache=None).entries
     assert entry.digest.hex() == sha256_hex((model / "config.json").read_bytes())
+
+
+def test_unusable_cache_falls_back_to_hashing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelward.integrity.signing import open_cache
+
+    broken = tmp_path / "cachedir"
+    broken.mkdir()
+    (broken / "digests.sqlite").write_bytes(b"this is not a database" * 100)
+    monkeypatch.setenv("MODELWARD_CACHE_DIR", str(broken))
+    assert open_cache(True) is None
+    model = make_model(tmp_path / "m")
+    from modelward.cli.main import main
+
+    assert main(["hash", str(model)]) == 0

@@ -18,6 +18,7 @@ cache folder is not trusted.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import sys
@@ -70,7 +71,8 @@ class DigestCache:
         self.hits = 0
 
     def close(self) -> None:
-        self._db.commit()
+        with contextlib.suppress(sqlite3.Error):
+            self._db.commit()
         self._db.close()
 
     def __enter__(self) -> DigestCache:
@@ -80,11 +82,15 @@ class DigestCache:
         self.close()
 
     def get(self, entry: FileEntry, algorithm: str, start: int, end: int) -> bytes | None:
-        row = self._db.execute(
-            "SELECT digest, size, mtime_ns, ctime_ns FROM digests"
-            " WHERE dev=? AND ino=? AND algorithm=? AND start=? AND end=?",
-            (entry.dev, entry.ino, algorithm, start, end),
-        ).fetchone()
+        """The cached digest, or None on a miss (a busy or broken database is a miss)."""
+        try:
+            row = self._db.execute(
+                "SELECT digest, size, mtime_ns, ctime_ns FROM digests"
+                " WHERE dev=? AND ino=? AND algorithm=? AND start=? AND end=?",
+                (entry.dev, entry.ino, algorithm, start, end),
+            ).fetchone()
+        except sqlite3.Error:
+            return None
         if row is None or tuple(row[1:]) != (entry.size, entry.mtime_ns, entry.ctime_ns):
             return None
         self.hits += 1
@@ -111,20 +117,21 @@ class DigestCache:
         settled = max(entry.mtime_ns, entry.ctime_ns) <= started_ns - self.racy_window_ns
         if not (unchanged and settled):
             return
-        self._db.execute(
-            "INSERT OR REPLACE INTO digests VALUES (?,?,?,?,?,?,?,?,?)",
-            (
-                entry.dev,
-                entry.ino,
-                entry.size,
-                entry.mtime_ns,
-                entry.ctime_ns,
-                algorithm,
-                start,
-                end,
-                digest,
-            ),
-        )
+        with contextlib.suppress(sqlite3.Error):  # a cache that cannot be written is no cache
+            self._db.execute(
+                "INSERT OR REPLACE INTO digests VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    entry.dev,
+                    entry.ino,
+                    entry.size,
+                    entry.mtime_ns,
+                    entry.ctime_ns,
+                    algorithm,
+                    start,
+                    end,
+                    digest,
+                ),
+            )
 
     @staticmethod
     def now_ns() -> int:

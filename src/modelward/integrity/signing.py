@@ -36,9 +36,11 @@ def open_cache(cache: bool | DigestCache) -> DigestCache | None:
         return cache
     if not cache:
         return None
+    import sqlite3
+
     try:
         return DigestCache()
-    except (OSError, ImportError):
+    except (OSError, sqlite3.Error):
         return None
 
 
