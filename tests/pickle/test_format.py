@@ -32,6 +32,8 @@ NOT_PICKLES = [
     b"No warranty.\n",
     b"I think therefore I am\n",
     b"(c) 2024 Example Corp\nAll rights reserved\n",
+    b"(c) 2024 Example Corp\nAll rights reserved\nMore text: see LICENSE for terms.\n" * 50,
+    b"contents\nof the\nmodel card\n" * 100,
     b"Some text\n",
     b'{"architectures": ["BertModel"], "hidden_size": 768}\n',
     b"1,2,3\n4,5,6\n",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 
 from modelward.config import Limits
@@ -11,6 +12,9 @@ from modelward.formats.base import ScanContext
 from modelward.pickle.machine import MAX_MARK_DEPTH, ImportedGlobal, SymbolicMachine
 from modelward.pickle.policy import GlobalPolicy, Verdict, default_policy, dunder_parts
 from modelward.pickle.walker import ByteSource, PickleDamage, iter_opcodes
+
+#: What a GLOBAL/INST module or name line of an importable object looks like.
+_IMPORT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,8 @@ def parses_cleanly(head: bytes, min_opcodes: int) -> bool:
     try:
         for offset, opcode, arg in iter_opcodes(source, limits, _no_deadline):
             count += 1
+            if isinstance(arg, tuple) and not all(_IMPORT_NAME.match(part) for part in arg):
+                return False  # GLOBAL/INST lines that no import could name: prose
             machine.feed(offset, opcode, arg)
     except PickleDamage as exc:
         return exc.truncated and count >= min_opcodes
