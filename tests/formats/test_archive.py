@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import shutil
 import tarfile
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -189,8 +190,13 @@ def _members_seen(path: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("wrapped", [False, True])
-def test_member_blobs_read_back_exactly(tmp_path: Path, wrapped: bool) -> None:
-    """Large members are windows re-read from the archive; small ones of a stream are copied."""
+def test_member_blobs_read_back_exactly(
+    tmp_path: Path, wrapped: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Members of a tar on disk are windows; of a decompressed tar, copies (large ones spooled)."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
     big = bytes(range(256)) * (archive.IN_MEMORY_BYTES // 256 + 7)
     small = b"small member"
     inner = tar_bytes([TarEntry("big.bin", big), TarEntry("small.txt", small)])
@@ -202,6 +208,7 @@ def test_member_blobs_read_back_exactly(tmp_path: Path, wrapped: bool) -> None:
     assert seen[f"{prefix}!small.txt"] == small
     if wrapped:
         assert seen[prefix] == inner
+    assert list(spool.iterdir()) == []  # spooled members are deleted after their scan
 
 
 def test_large_compressed_zip_is_found_by_its_end(tmp_path: Path) -> None:

@@ -12,10 +12,12 @@ How members stay seekable for the scanners nested inside them:
   `open()` decompresses again from the start. Python's decompressing files
   can seek (backwards by re-decompressing), so nested scanners that seek work,
   at a cost in time bounded by the per-file deadline, and never in memory.
-* A tar member is a window onto a fresh `open()` of the tar itself, positioned
-  at the member's data: no copy for a tar on disk. Small members of a tar that
-  is itself decompressed are read once into memory so that they do not cost a
-  new decompression per open.
+* A member of a tar on disk is a window onto a fresh `open()` of the file at the
+  member's data: no copy. A member of a tar that is itself decompressed (or
+  inside another container) is read once, as the tar is walked: into memory
+  when small, else spooled to a temporary file deleted right after its scan
+  (disk use: one member per nesting level, each under `max_decompressed_bytes`),
+  because re-reading it from the tar would decompress from the start per open.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ import io
 import lzma
 import posixpath
 import tarfile
+import tempfile
 import zlib
-from collections.abc import Callable
-from pathlib import PurePosixPath
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO, cast
 
 from modelward.config import Limits
@@ -163,6 +167,18 @@ def _discard(stream: BinaryIO, count: int) -> None:
         if not data:
             return
         count -= len(data)
+
+
+def _count_zeros(stream: BinaryIO, ctx: ScanContext) -> int:
+    """Zero bytes from the stream's position up to the first other byte (or the end)."""
+    zeros = 0
+    while chunk := stream.read(_CHUNK):
+        ctx.check_deadline()
+        rest = chunk.lstrip(b"\x00")
+        zeros += len(chunk) - len(rest)
+        if rest:
+            break
+    return zeros
 
 
 def _basename(blob: Blob) -> str:
@@ -348,7 +364,7 @@ class TarScanner:
         try:
             with ctx.open(blob) as stream, _open_tar(stream) as archive:
                 if self._walk(archive, blob, ctx):
-                    self._check_trailing(archive.offset, blob, ctx)
+                    self._check_trailing(stream, archive.offset, blob, ctx)
         except ScanAborted as exc:
             if exc.rule_id != "MW-ARCHIVE-MALFORMED":
                 raise
@@ -407,24 +423,22 @@ class TarScanner:
             if declared > limits.max_decompressed_bytes:
                 _report_bomb(ctx, blob.location, blob.size, declared, limits)
                 return False
-            ctx.scan_member(self._member_blob(archive, member, blob, location))
+            with self._member_blob(archive, member, blob, location, ctx) as member_blob:
+                ctx.scan_member(member_blob)
         return True
 
-    def _check_trailing(self, end: int, blob: Blob, ctx: ScanContext) -> None:
+    def _check_trailing(self, stream: BinaryIO, end: int, blob: Blob, ctx: ScanContext) -> None:
         """Bytes after the end-of-archive blocks are no tar member, yet zip readers see them.
 
         A zip appended to a tar is what `torch.load` would read: it is scanned as a member.
         """
         size = blob.size - end
-        with ctx.counted(cast(BinaryIO, _Window(blob.open, end, size))) as stream:
-            skipped = 0
-            while chunk := stream.read(_CHUNK):
-                ctx.check_deadline()
-                data = chunk.lstrip(b"\x00")
-                if data:
-                    skipped += len(chunk) - len(data)
-                    break
-                skipped += len(chunk)
+        if stream.seekable():
+            stream.seek(end)  # where the walk stopped: no re-reading
+            skipped = _count_zeros(stream, ctx)
+        else:
+            with ctx.counted(cast(BinaryIO, _Window(blob.open, end, size))) as rest:
+                skipped = _count_zeros(rest, ctx)
         if skipped >= size:
             return
         start = end + skipped
@@ -493,16 +507,38 @@ class TarScanner:
                 "sparse tar member (its holes can expand without limit); not scanned",
             )
 
+    @contextmanager
     def _member_blob(
-        self, archive: tarfile.TarFile, member: tarfile.TarInfo, blob: Blob, location: Location
-    ) -> Blob:
-        if blob.fs_path is None and member.size <= IN_MEMORY_BYTES:
-            data = archive.extractfile(member)
-            assert data is not None  # regular members always have data
-            return Blob.from_bytes(location, data.read())
-        start = member.offset_data
-        size = member.size
-        return Blob(location, size, lambda: cast(BinaryIO, _Window(blob.open, start, size)))
+        self,
+        archive: tarfile.TarFile,
+        member: tarfile.TarInfo,
+        blob: Blob,
+        location: Location,
+        ctx: ScanContext,
+    ) -> Iterator[Blob]:
+        """The member's bytes, readable as often as nested scanners need, one pass over the tar.
+
+        A tar on disk gives windows onto the file. Otherwise (a decompressed or nested
+        tar) small members are read into memory and large ones spooled to a temporary
+        file, deleted after the scan: re-reading them from the tar would decompress it
+        again from its start for every open.
+        """
+        start, size = member.offset_data, member.size
+        if blob.fs_path is not None:
+            yield Blob(location, size, lambda: cast(BinaryIO, _Window(blob.open, start, size)))
+            return
+        data = archive.extractfile(member)
+        assert data is not None  # regular members always have data
+        if size <= IN_MEMORY_BYTES:
+            yield Blob.from_bytes(location, data.read())
+            return
+        with tempfile.NamedTemporaryFile(prefix="modelward-", suffix=".member") as spool:
+            while chunk := data.read(_CHUNK):
+                ctx.check_deadline()
+                spool.write(chunk)
+            spool.flush()
+            path = Path(spool.name)
+            yield Blob(location, size, lambda: path.open("rb"))
 
 
 TAR = TarScanner()
