@@ -35,6 +35,14 @@ def test_whole_savedmodel_folder_is_clean(tmp_path: Path) -> None:
     assert report.findings == []
 
 
+def test_text_format_savedmodel_fails_closed(tmp_path: Path) -> None:
+    text = b'meta_graphs {\n  graph_def {\n    node { name: "r" op: "ReadFile" }\n  }\n}\n'
+    report = modelward.scan(sm.write(tmp_path / "saved_model.pbtxt", text))
+    assert [(f.rule_id, f.severity) for f in report.findings] == [
+        ("MW-TF-UNSUPPORTED", Severity.MEDIUM)
+    ]
+
+
 def test_pickle_named_like_a_checkpoint_shard_is_still_a_pickle(tmp_path: Path) -> None:
     import os
     import pickle

@@ -56,6 +56,8 @@ _SAVER_SCOPE = re.compile(r"^save(_\d+)?/")
 _EVIDENCE_PLACES = 5
 
 SAVED_MODEL_NAME = "saved_model.pb"
+#: The text-format SavedModel TensorFlow also loads; not parsed here.
+SAVED_MODEL_TEXT_NAME = "saved_model.pbtxt"
 KERAS_METADATA_NAME = "keras_metadata.pb"
 
 
@@ -252,10 +254,22 @@ class SavedModelScanner:
     name = "tf-savedmodel"
 
     def detect(self, blob: Blob, head: bytes) -> bool:
-        named = blob.name.replace("\\", "/").rsplit("/", 1)[-1] == SAVED_MODEL_NAME
+        name = blob.name.replace("\\", "/").rsplit("/", 1)[-1]
+        if name == SAVED_MODEL_TEXT_NAME:
+            return True
+        named = name == SAVED_MODEL_NAME
         return (named and head[:1] in (b"\x08", b"\x12")) or _looks_like_saved_model(head)
 
     def scan(self, blob: Blob, ctx: ScanContext) -> None:
+        if blob.name.replace("\\", "/").endswith(SAVED_MODEL_TEXT_NAME):
+            ctx.report(
+                "MW-TF-UNSUPPORTED",
+                Severity.MEDIUM,
+                blob.location,
+                "text-format SavedModel (saved_model.pbtxt) is loaded by TensorFlow but not"
+                " parsed by modelward; its ops were not checked",
+            )
+            return
         data = _read_all(blob, ctx)
         if data is None:
             return
