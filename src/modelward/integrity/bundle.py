@@ -146,11 +146,10 @@ class Bundle:
         self._refuse_keyless()
         if self.kind != "key":
             raise BundleError(f"bundle is {self.kind}-signed; verify it with --certificate-chain")
-        hint = (
-            self.material["publicKey"].get("hint")
-            if isinstance(self.material["publicKey"], dict)
-            else None
-        )
+        material = self.material["publicKey"]
+        hint = material.get("hint") if isinstance(material, dict) else material
+        if hint is not None and not isinstance(hint, str):
+            raise BundleError("bundle publicKey is not an object with a string hint")
         if hint and hint != key_hint(key):
             raise SignatureError(
                 "wrong key: the bundle was signed by a different key"
@@ -229,7 +228,8 @@ def manifest_from_statement(doc: Any) -> Manifest:
         subject_hash.update(raw)
         entries.append(_entry(name, raw, serialization, sizes))
     subject = subjects[0]
-    expected = subject.get("digest", {}).get("sha256") if isinstance(subject, dict) else None
+    digest_map = subject.get("digest") if isinstance(subject, dict) else None
+    expected = digest_map.get("sha256") if isinstance(digest_map, dict) else None
     if expected != subject_hash.hexdigest():
         raise BundleError("statement is inconsistent: subject digest does not match its resources")
     entries.sort(key=lambda e: (name_key(e.path), e.start, e.end))
