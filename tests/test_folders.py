@@ -94,11 +94,13 @@ def test_missing_custom_module_and_code_from_another_repo(tmp_path: Path) -> Non
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     auto_map = config["auto_map"]
     auto_map["AutoModel"] = "attacker/payload--modeling_evil.EvilModel"
+    auto_map["AutoTokenizer"] = ["../../../../tmp/evil.Tokenizer", None]
     edit_json(folder / "config.json", auto_map=auto_map)
     result = folder_result(modelward.scan(folder))
     assert rules(result) == {
         "MW-HF-CUSTOM-CODE": Severity.MEDIUM,
         "MW-HF-REMOTE-CODE": Severity.HIGH,
+        "MW-HF-CODE-PATH": Severity.HIGH,
     }
     custom = next(f for f in result.findings if f.rule_id == "MW-HF-CUSTOM-CODE")
     assert "missing" in custom.message

@@ -198,6 +198,17 @@ def _check_auto_map(auto_map: object, source: Path, folder: Path, ctx: ScanConte
             )
             continue
         module = class_ref.rpartition(".")[0] or class_ref
+        if not all(part.isidentifier() for part in module.split(".")):
+            # transformers joins this name into file paths it downloads and copies to.
+            ctx.report(
+                "MW-HF-CODE-PATH",
+                Severity.HIGH,
+                location,
+                "auto_map names a module that is not a Python module name (a path?);"
+                " loaders build file paths from it",
+                evidence=ref[:300],
+            )
+            continue
         filename = module.replace(".", "/") + ".py"
         local[filename] = (folder / filename).is_file()
     if local:
@@ -212,7 +223,7 @@ def _check_auto_map(auto_map: object, source: Path, folder: Path, ctx: ScanConte
             location,
             "model needs trust_remote_code: loading it imports and runs Python from the"
             f" repository; review that code. {detail}",
-            evidence=", ".join(sorted(local))[:300],
+            evidence=", ".join(auto_map_references(auto_map))[:300],
         )
 
 
