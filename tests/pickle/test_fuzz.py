@@ -18,6 +18,7 @@ from modelward.config import ScanConfig
 from modelward.findings import Location, ScanResult
 from modelward.formats.base import ScanContext
 from modelward.formats.pickle import looks_like_pickle, scan_pickle_stream
+from modelward.pickle.opcodes import OPCODES, Arg
 from modelward.scanner import dispatch
 
 SEEDS = [
@@ -98,3 +99,37 @@ def test_malicious_seeds_still_flagged_when_wrapped_in_garbage() -> None:
     walked, findings = scan_bytes(data)
     assert walked == 2
     assert {f.rule_id for f in findings} == {"MW-PICKLE-DANGEROUS-GLOBAL", "MW-PICKLE-TRAILING"}
+
+
+def _opcode_bytes() -> st.SearchStrategy[bytes]:
+    """One opcode with a well-formed (but random) argument, from our own table."""
+    small = st.binary(max_size=6)
+    by_arg: dict[Arg, st.SearchStrategy[bytes]] = {
+        Arg.NONE: st.just(b""),
+        Arg.U1: st.binary(min_size=1, max_size=1),
+        Arg.U2: st.binary(min_size=2, max_size=2),
+        Arg.I4: st.binary(min_size=4, max_size=4),
+        Arg.U4: st.binary(min_size=4, max_size=4),
+        Arg.U8: st.binary(min_size=8, max_size=8),
+        Arg.F8: st.binary(min_size=8, max_size=8),
+        Arg.DECIMAL_LINE: st.integers(0, 20).map(lambda n: b"%d\n" % n),
+        Arg.FLOAT_LINE: st.just(b"1.5\n"),
+        Arg.QUOTED_LINE: st.just(b"'x'\n"),
+        Arg.UNICODE_LINE: st.just(b"x\n"),
+        Arg.ASCII_LINE: st.just(b"pid\n"),
+        Arg.TWO_LINES: st.sampled_from([b"os\nsystem\n", b"collections\nOrderedDict\n"]),
+    }
+    counted = small.map(lambda b: bytes([len(b)]) + b)
+    ops = []
+    for code, op in OPCODES.items():
+        arg = by_arg.get(op.arg, counted if op.arg.name.endswith("U1") else st.just(b"\x00" * 8))
+        ops.append(arg.map(lambda a, c=code: bytes([c]) + a))
+    return st.one_of(ops)
+
+
+@PER_EXAMPLE
+@given(st.lists(_opcode_bytes(), max_size=60))
+def test_random_opcode_programs_never_raise(ops: list[bytes]) -> None:
+    data = b"\x80\x04" + b"".join(ops) + b"."
+    for finding in scan_bounded(data).findings:
+        assert finding.location.offset is None or 0 <= finding.location.offset <= len(data)

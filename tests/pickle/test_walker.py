@@ -13,12 +13,20 @@ from collections.abc import Callable
 
 import pytest
 
-from fixtures.pickles import call_system_p4, scan_bytes, scan_stream
+from fixtures.pickles import (
+    call_system_p4,
+    numpy_arrays,
+    ordered_dict,
+    plain_containers,
+    scan_bytes,
+    scan_stream,
+)
 from modelward.config import ScanConfig
 from modelward.findings import Finding, Location, ScanResult, Severity
 from modelward.formats.base import ScanAborted, ScanContext
 from modelward.formats.pickle import scan_pickle_stream
 from modelward.pickle.opcodes import OPCODES
+from modelward.pickle.walker import ByteSource, iter_opcodes
 from modelward.scanner import dispatch
 
 MIB = 1024 * 1024
@@ -155,3 +163,16 @@ def test_max_pickle_bytes_bounds_real_memory(unit: bytes) -> None:
     peak = peak_memory(lambda: findings.extend(scan_bytes(data, config=config)[1]))
     assert "MW-PICKLE-LIMIT" in {f.rule_id for f in findings}
     assert peak < 3 * budget
+
+
+def walk(data: bytes) -> list[tuple[int, str]]:
+    limits = ScanConfig().limits
+    source = ByteSource(io.BytesIO(data), lambda: None, limits)
+    return [(offset, op.name) for offset, op, _ in iter_opcodes(source, limits, lambda: None)]
+
+
+@pytest.mark.parametrize("protocol", range(6))
+def test_walker_agrees_with_pickletools_on_real_pickles(protocol: int) -> None:
+    for data in (plain_containers(protocol), numpy_arrays(protocol), ordered_dict(protocol)):
+        expected = [(pos, op.name) for op, _, pos in pickletools.genops(data)]
+        assert walk(data) == expected
