@@ -15,7 +15,7 @@ from typing import Any
 
 from modelward.integrity.cache import DigestCache
 from modelward.integrity.manifest import Manifest, build_manifest, model_name
-from modelward.integrity.walk import FileEntry, list_files
+from modelward.integrity.walk import list_files
 
 
 @dataclass(frozen=True)
@@ -105,9 +105,7 @@ def compare(
             )
     if not result.ok:
         return result
-    actual = build_manifest(
-        model_name(model), _in_order(files, want_sizes), ser, cache=cache, jobs=jobs
-    )
+    actual = build_manifest(model_name(model), files, ser, cache=cache, jobs=jobs)
     got = _expected_digests(actual)
     for name, want in digests.items():
         have = got.get(name, [])
@@ -119,10 +117,6 @@ def compare(
             result.mismatch.append(Mismatch(name, diff[0][1], diff[1][1] or None))
     result.hashed = True
     return result
-
-
-def _in_order(files: list[FileEntry], names: dict[str, int]) -> list[FileEntry]:
-    return [f for f in files if f.name in names]
 
 
 def _expected_sizes(manifest: Manifest) -> dict[str, int]:

@@ -125,4 +125,4 @@ def digest_tasks(
                 cache.put(
                     t.entry, os.stat(t.entry.path), started, algorithm, t.start, t.end, digest
                 )
-    return [r for r in results if r is not None]
+    return [r for r in results if r is not None]  # every slot is filled by now
