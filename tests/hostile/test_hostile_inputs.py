@@ -164,3 +164,15 @@ def test_tar_extended_header_claiming_gigabytes_inside_gzip(tmp_path: Path) -> N
     path.write_bytes(gzip.compress(bytes(header[:512]) + bytes(300 * 1024**2), 1))
     report = scan_bounded(path)
     assert "MW-ARCHIVE-MALFORMED" in {f.rule_id for f in report.findings}
+
+
+@pytest.mark.parametrize("wrap", ["plain", "gzip"])
+def test_tar_member_claiming_more_than_the_archive_holds(tmp_path: Path, wrap: str) -> None:
+    data = bytearray(tar_bytes([TarEntry("weights.bin", b"\x80\x02" + bytes(100))]))
+    data[124:136] = b"\x80" + (2**62).to_bytes(11, "big")  # base-256 size: 4 EiB
+    data[148:156] = b"        "
+    data[148:156] = b"%06o\x00 " % sum(data[:512])
+    path = tmp_path / ("huge.tar" if wrap == "plain" else "huge.tar.gz")
+    path.write_bytes(bytes(data) if wrap == "plain" else gzip.compress(bytes(data)))
+    report = scan_bounded(path)
+    assert "MW-ARCHIVE-MALFORMED" in {f.rule_id for f in report.findings}

@@ -419,6 +419,14 @@ class TarScanner:
             self._check_member(member, location, ctx)
             if not member.isreg() or member.issparse():
                 continue
+            if member.offset_data + member.size > blob.size:
+                ctx.report(
+                    "MW-ARCHIVE-MALFORMED",
+                    Severity.MEDIUM,
+                    location,
+                    f"member claims {member.size} bytes but the archive ends first; not scanned",
+                )
+                return False
             declared += member.size
             if declared > limits.max_decompressed_bytes:
                 _report_bomb(ctx, blob.location, blob.size, declared, limits)
