@@ -247,7 +247,7 @@ class CompressedScanner:
         location = blob.location.member(self.inner_name(_basename(blob)))
         if kept is not None:
             member = Blob.from_bytes(location, kept.getvalue())
-            kept = None
+            kept = None  # the blob holds its own copy; free this one before nested scans
         else:
             wrap, tail = self._wrap, (previous + last)[-TAIL_BYTES:]
             member = Blob(
