@@ -7,14 +7,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scan.corpus import Case, case_files, load_manifest
+from scan.corpus import LARGE_CASE, PAYLOAD, Case, case_files, load_manifest
 from scan.tools import Tool, ToolRun, modelward_bytes_read, work_dir
 
 #: Case verdict for a tool, from the verdicts of the files in it: any flagged file flags the
 #: case; otherwise an error wins, then clean; only all-unsupported is unsupported.
 PRIORITY = ("flagged", "error", "clean", "unsupported")
 SHORT = {"flagged": "flag", "clean": "-", "error": "err", "unsupported": "n/a"}
-LARGE_CASE = "ok/torch/large_state_dict.pt"
 #: A tool slower than this over the corpus runs once: its spread does not change the ratio.
 SLOW_S = 60.0
 
@@ -44,11 +43,9 @@ def _warm(paths: list[Path]) -> None:
 
 def case_verdict(case: Case, corpus: Path, run: ToolRun) -> tuple[str, str]:
     files = corpus / "files"
-    seen = [
-        run.verdicts[p.relative_to(files).as_posix()]
-        for p in case_files(corpus, case)
-        if p.relative_to(files).as_posix() in run.verdicts
-    ]
+    # A folder case also counts results a tool gives the folder itself (model-folder checks).
+    names = [case.path, *(p.relative_to(files).as_posix() for p in case_files(corpus, case))]
+    seen = [run.verdicts[name] for name in dict.fromkeys(names) if name in run.verdicts]
     if run.failure:
         return "error", run.failure[:200]
     if not seen:
@@ -127,6 +124,9 @@ def scores(outcome: Outcome, tool: str, cases: list[Case] | None = None) -> Coun
         if case.malicious:
             tally["malicious"] += 1
             tally["detected" if status == "flagged" else "missed"] += 1
+            if case.kind == PAYLOAD:
+                tally["payloads"] += 1
+                tally["payloads detected"] += status == "flagged"
         else:
             tally["benign"] += 1
             tally["fp"] += status == "flagged"
@@ -139,10 +139,12 @@ def markdown(outcome: Outcome, machine: str) -> str:
     names = [t.name for t in outcome.tools]
     mb = outcome.n_bytes / 1e6
     n_bad = sum(c.malicious for c in outcome.cases)
+    n_payload = sum(c.kind == PAYLOAD for c in outcome.cases)
     lines = [
         f"Run {outcome.started} on {machine}.",
-        f"Corpus: {len(outcome.cases)} cases ({n_bad} malicious, {len(outcome.cases) - n_bad}"
-        f" benign), {outcome.n_files} files, {mb:,.0f} MB. Wall time is the fastest of"
+        f"Corpus: {len(outcome.cases)} cases ({n_bad} malicious: {n_payload} payloads and"
+        f" {n_bad - n_payload} malformed; {len(outcome.cases) - n_bad} benign),"
+        f" {outcome.n_files} files, {mb:,.0f} MB. Wall time is the fastest of"
         f" {outcome.repeat} run(s) of the whole process over the corpus folder, page cache warm.",
         "",
         "Versions: "
@@ -160,6 +162,7 @@ def markdown(outcome: Outcome, machine: str) -> str:
             [
                 name,
                 f"{s['detected']}/{s['malicious']}",
+                f"{s['payloads detected']}/{s['payloads']}",
                 s["missed"],
                 f"{s['fp']}/{s['benign']}",
                 f"{s['error']} / {s['unsupported']}",
@@ -173,6 +176,7 @@ def markdown(outcome: Outcome, machine: str) -> str:
         [
             "tool",
             "detected",
+            "of which payloads",
             "missed",
             "false positives",
             "errors / unsupported",
@@ -220,7 +224,7 @@ def markdown(outcome: Outcome, machine: str) -> str:
     lines += ["", "Every case (flag = flagged, - = clean, err = error, n/a = unsupported):", ""]
     case_rows = []
     for case in outcome.cases:
-        cells = [f"`{case.path}`", "mal" if case.malicious else "ok", case.technique]
+        cells = [f"`{case.path}`", case.kind, case.technique]
         cells += [SHORT[outcome.verdicts[n][case.path][0]] for n in names]
         case_rows.append(cells)
     lines += _table(["case", "label", "technique", *names], case_rows)
