@@ -29,8 +29,8 @@ def dispatch(blob: Blob, ctx: ScanContext) -> str:
     findings on the blob; only the per-file time limit ends the whole file.
     """
     try:
-        with ctx.open(blob) as stream:
-            head = stream.read(HEAD_SIZE)
+        # Sniffing is not counted as a read: the chosen scanner counts what it reads itself.
+        head = blob.head(HEAD_SIZE)
         for scanner in SCANNERS:
             if scanner.detect(blob, head):
                 scanner.scan(blob, ctx)
@@ -65,6 +65,7 @@ def dispatch(blob: Blob, ctx: ScanContext) -> str:
 
 
 def _unrecognised(blob: Blob, head: bytes, ctx: ScanContext) -> str:
+    ctx.read_counter[0] += len(head)
     if blob.size == 0:
         return "empty"
     if _looks_like_text(head):
