@@ -26,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--build", action="store_true", help="(re)build the corpus")
     parser.add_argument("--run", action="store_true", help="run every tool on the corpus")
-    parser.add_argument("--corpus", type=Path, default=BENCH / "corpus", help="corpus folder")
+    parser.add_argument(
+        "--corpus", type=Path, default=BENCH / "corpus" / "scan", help="corpus folder"
+    )
     parser.add_argument(
         "--large-gb", type=float, default=1.0, help="size of the benign big checkpoint (0: none)"
     )

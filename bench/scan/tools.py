@@ -40,6 +40,8 @@ class ToolRun:
     exit_code: int | None = None
     verdicts: dict[str, tuple[str, str]] = field(default_factory=dict)
     failure: str = ""
+    #: modelward only: detected format -> (files, seconds spent in them), from its report.
+    formats: dict[str, tuple[int, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -84,15 +86,26 @@ def _owner(source: str, files: list[str]) -> str | None:
 # --- modelward -----------------------------------------------------------------------------
 
 
-def run_modelward(target: Path, work: Path) -> ToolRun:
+def _modelward(jobs: int) -> Callable[[Path, Path], ToolRun]:
+    def run(target: Path, work: Path) -> ToolRun:
+        return run_modelward(target, work, jobs)
+
+    return run
+
+
+def run_modelward(target: Path, work: Path, jobs: int = 1) -> ToolRun:
     """`modelward scan --format json`; flagged = a finding at or above the default --fail-on
     (medium), which is exactly when the CLI exits 1."""
     out = work / "modelward.json"
     seconds, code, text = _timed(
-        [str(MODELWARD_BIN / "modelward"), "scan", str(target), "-f", "json", "-o", str(out)],
+        [
+            str(MODELWARD_BIN / "modelward"),
+            *("scan", str(target), "-f", "json", "-o", str(out), f"--jobs={jobs}"),
+        ],
         cwd=work,
     )
-    run = ToolRun("modelward", seconds=seconds, exit_code=code)
+    run = ToolRun("modelward" if jobs == 1 else f"modelward -j{jobs}", seconds=seconds)
+    run.exit_code = code
     if not out.exists():
         run.failure = f"exit {code}: {text[-500:]}"
         return run
@@ -101,6 +114,8 @@ def run_modelward(target: Path, work: Path) -> ToolRun:
     base, _ = _files(target)
     for result in report["results"]:
         rel = Path(result["path"]).resolve().relative_to(base.resolve()).as_posix()
+        files, spent = run.formats.get(result.get("format", "?"), (0, 0.0))
+        run.formats[result.get("format", "?")] = (files + 1, spent + result.get("seconds", 0.0))
         top = result.get("max_severity")
         findings = result.get("findings", [])
         if top in ("medium", "high", "critical"):
@@ -164,10 +179,15 @@ MODELAUDIT_ENV = {"PROMPTFOO_DISABLE_TELEMETRY": "1", "NO_ANALYTICS": "1", "CI":
 
 
 def _modelaudit(target: Path, out: Path, work: Path) -> tuple[float, int, str]:
+    """Given a folder, modelaudit gets every file in it as its own argument: given the folder
+    itself, one hostile ONNX file (an external-data name too long for the OS) ends its whole
+    directory scan with an OSError and nothing else is reported."""
+    base, files = _files(target)
     return _timed(
         [
             str(PEERS_BIN / "modelaudit"),
-            *("scan", str(target), "--format", "json", "--no-cache", "-o", str(out)),
+            *("scan", *(str(base / rel) for rel in files)),
+            *("--format", "json", "--no-cache", "-o", str(out)),
         ],
         cwd=work,
         env=MODELAUDIT_ENV,
@@ -301,7 +321,13 @@ TOOLS = [
     Tool(
         "modelward",
         "a finding at or above medium (the default `--fail-on`, CLI exit 1)",
-        run_modelward,
+        _modelward(1),
+        _has(MODELWARD_BIN / "modelward"),
+    ),
+    Tool(
+        "modelward -j2",
+        "as modelward, scanning two files at a time (`--jobs 2`, both cores)",
+        _modelward(2),
         _has(MODELWARD_BIN / "modelward"),
     ),
     Tool(
