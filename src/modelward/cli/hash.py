@@ -62,7 +62,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="hash with N threads (default: cores)",
+        help="hash with N threads (default: one per file or shard, up to 32)",
     )
 
 
