@@ -9,7 +9,8 @@ A config file is TOML, either a standalone file given with `--config` or the
     [scan.limits]
     max_decompressed_bytes = 1073741824
 
-Unknown keys are errors: a typo must not silently weaken a scan.
+The same file may hold a `[policy]` table, read by `modelward.provenance.policy`
+(`modelward gate`). Unknown keys are errors: a typo must not silently weaken a scan.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class ScanConfig:
     @classmethod
     def from_mapping(cls, data: dict[str, Any], source: str = "config") -> ScanConfig:
         scan = data.get("scan", {})
-        _reject_unknown(data, {"scan"}, source)
+        _reject_unknown(data, TOP_LEVEL_TABLES, source)
         if not isinstance(scan, dict):
             raise ConfigError(f"{source}: [scan] must be a table")
         _reject_unknown(scan, {"allow_globals", "limits"}, f"{source} [scan]")
@@ -85,13 +86,24 @@ class ScanConfig:
 
     @classmethod
     def from_file(cls, path: Path) -> ScanConfig:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read config {path}: {exc}") from exc
-        if path.name == "pyproject.toml":
-            data = data.get("tool", {}).get("modelward", {})
-        return cls.from_mapping(data, str(path))
+        return cls.from_mapping(read_config_table(path), str(path))
+
+
+#: Tables a config file may hold: `[scan]` here, `[policy]` in `modelward.provenance.policy`.
+TOP_LEVEL_TABLES = {"scan", "policy"}
+
+
+def read_config_table(path: Path) -> dict[str, Any]:
+    """The modelward table of a config file: the whole file, or a pyproject's [tool.modelward]."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    if path.name == "pyproject.toml":
+        data = data.get("tool", {}).get("modelward", {})
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: [tool.modelward] must be a table")
+    return data
 
 
 def _reject_unknown(table: dict[str, Any], allowed: set[str], where: str) -> None:
