@@ -40,9 +40,12 @@ _LAZY = {
     "verify": "modelward.integrity",
     "safe_load": "modelward.safe_loading",
     "UnsafeModelError": "modelward.safe_loading",
+    "gate": "modelward.gate",
+    "GateResult": "modelward.gate",
 }
 
 if TYPE_CHECKING:
+    from modelward.gate import GateResult, gate
     from modelward.integrity import hash_model, sign, verify
     from modelward.safe_loading import UnsafeModelError, safe_load
 
@@ -57,6 +60,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Finding",
+    "GateResult",
     "Limits",
     "Location",
     "ScanConfig",
@@ -65,6 +69,7 @@ __all__ = [
     "Severity",
     "UnsafeModelError",
     "__version__",
+    "gate",
     "hash_model",
     "safe_load",
     "scan",

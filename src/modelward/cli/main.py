@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from modelward import __version__
+from modelward.cli import gate as gate_command
 from modelward.cli import hash as hash_command
 from modelward.cli import keygen as keygen_command
 from modelward.cli import lock as lock_command
@@ -30,6 +31,7 @@ COMMANDS = (
     sign_command,
     verify_command,
     lock_command,
+    gate_command,
 )
 
 
