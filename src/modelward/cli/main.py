@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from modelward import __version__
+from modelward.cli import bom as bom_command
 from modelward.cli import gate as gate_command
 from modelward.cli import hash as hash_command
 from modelward.cli import keygen as keygen_command
@@ -31,6 +32,7 @@ COMMANDS = (
     sign_command,
     verify_command,
     lock_command,
+    bom_command,
     gate_command,
 )
 
