@@ -40,13 +40,13 @@ _LAZY = {
     "verify": "modelward.integrity",
     "safe_load": "modelward.safe_loading",
     "UnsafeModelError": "modelward.safe_loading",
-    "gate": "modelward.gate",
-    "GateResult": "modelward.gate",
+    "gate": "modelward.provenance.gate",
+    "GateResult": "modelward.provenance.gate",
 }
 
 if TYPE_CHECKING:
-    from modelward.gate import GateResult, gate
     from modelward.integrity import hash_model, sign, verify
+    from modelward.provenance.gate import GateResult, gate
     from modelward.safe_loading import UnsafeModelError, safe_load
 
 

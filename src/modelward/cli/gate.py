@@ -50,7 +50,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from modelward.cli.main import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS
     from modelward.config import ConfigError
-    from modelward.gate import gate
+    from modelward.provenance.gate import gate
     from modelward.report import RENDERERS
 
     try:
