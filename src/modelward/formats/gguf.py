@@ -141,11 +141,23 @@ class _HeaderReader:
         return self.read(self.count(f"{what} length"), what)
 
 
+@dataclass(frozen=True)
+class TensorEntry:
+    """One tensor-table row; `offset` is absolute in the file (data section start added)."""
+
+    name: str
+    dims: tuple[int, ...]
+    ggml_type: int
+    offset: int
+    nbytes: int | None
+
+
 @dataclass
 class _Header:
     alignment: int = DEFAULT_ALIGNMENT
     tensor_count: int = 0
     templates: list[tuple[str, str, int]] = field(default_factory=list)
+    tensors: list[TensorEntry] = field(default_factory=list)
 
 
 class GGUFScanner:
@@ -330,7 +342,12 @@ class GGUFScanner:
                 )
             if nbytes is not None:
                 extents.append(Extent(name, data_offset, data_offset + nbytes))
+            header.tensors.append(TensorEntry(name, tuple(dims), ggml_type, data_offset, nbytes))
         data_start = -(-reader.pos // header.alignment) * header.alignment
+        header.tensors = [
+            TensorEntry(t.name, t.dims, t.ggml_type, t.offset + data_start, t.nbytes)
+            for t in header.tensors
+        ]
         data_len = max(reader.size - data_start, 0)
         for extent in extents:
             if extent.end > data_len:
@@ -386,3 +403,21 @@ class GGUFScanner:
 
 
 GGUF = GGUFScanner()
+
+
+def read_tensor_table(blob: Blob, ctx: ScanContext) -> list[TensorEntry]:
+    """The tensor table, read by the scanner's bounded parser (for `modelward diff`).
+
+    Problems are reported through `ctx` as a scan would; raises `GGUFError` when the
+    header cannot be read to the end of the table.
+    """
+    out = CappedReporter(ctx, blob.location)
+    header = _Header()
+    try:
+        with ctx.open(blob) as stream:
+            reader = GGUF._open_header(stream, blob, ctx)
+            GGUF._read_kvs(reader, header, ctx, out)
+            GGUF._read_tensors(reader, header, ctx, out)
+    finally:
+        out.finish()
+    return header.tensors

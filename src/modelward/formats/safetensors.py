@@ -65,6 +65,14 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"non-standard JSON constant {name}")
 
 
+def load_header_json(text: str) -> Any:
+    """The header's JSON, strictly: repeated keys and NaN/Infinity raise `ValueError`.
+
+    Shared with `modelward diff`, so both read a header the same way.
+    """
+    return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+
+
 def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
@@ -108,9 +116,7 @@ class SafetensorsScanner:
     def _parse_header(self, raw: bytes, out: CappedReporter) -> dict[str, Any] | None:
         try:
             text = raw.decode("utf-8")
-            header = json.loads(
-                text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant
-            )
+            header = load_header_json(text)
         except _DuplicateKey as exc:
             problem = f"repeats the key {str(exc)[:_EVIDENCE_CHARS]!r}"
         except UnicodeDecodeError as exc:

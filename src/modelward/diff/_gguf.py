@@ -1,0 +1,39 @@
+"""GGUF: the tensor table, read by the GGUF scanner's own bounded header parser."""
+
+from __future__ import annotations
+
+from modelward.diff.structure import DiffError, ModelStructure, TensorInfo
+from modelward.formats.base import Blob, ScanContext
+from modelward.formats.gguf import GGUFError, read_tensor_table
+
+#: ggml types whose elements are plain numbers, by their safetensors dtype name.
+_PLAIN_TYPES = {
+    0: "F32",
+    1: "F16",
+    24: "I8",
+    25: "I16",
+    26: "I32",
+    27: "I64",
+    28: "F64",
+    30: "BF16",
+}
+
+
+def read(blob: Blob, ctx: ScanContext) -> ModelStructure:
+    path = str(blob.fs_path or blob.location.path)
+    try:
+        entries = read_tensor_table(blob, ctx)
+    except GGUFError as exc:
+        raise DiffError(f"{path}: GGUF header: {exc}") from None
+    structure = ModelStructure(path, "gguf")
+    for entry in entries:
+        usable = entry.nbytes is not None and entry.offset + entry.nbytes <= blob.size
+        structure.tensors[entry.name] = TensorInfo(
+            entry.name,
+            _PLAIN_TYPES.get(entry.ggml_type, f"GGML_{entry.ggml_type}"),
+            entry.dims,
+            path,
+            entry.offset if usable else None,
+            entry.nbytes if usable else None,
+        )
+    return structure
