@@ -42,10 +42,13 @@ _LAZY = {
     "UnsafeModelError": "modelward.safe_loading",
     "gate": "modelward.provenance.gate",
     "GateResult": "modelward.provenance.gate",
+    "diff": "modelward.modeldiff",
+    "DiffResult": "modelward.modeldiff",
 }
 
 if TYPE_CHECKING:
     from modelward.integrity import hash_model, sign, verify
+    from modelward.modeldiff import DiffResult, diff
     from modelward.provenance.gate import GateResult, gate
     from modelward.safe_loading import UnsafeModelError, safe_load
 
@@ -59,6 +62,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "DiffResult",
     "Finding",
     "GateResult",
     "Limits",
@@ -69,6 +73,7 @@ __all__ = [
     "Severity",
     "UnsafeModelError",
     "__version__",
+    "diff",
     "gate",
     "hash_model",
     "safe_load",

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from modelward import __version__
 from modelward.cli import bom as bom_command
+from modelward.cli import diff as diff_command
 from modelward.cli import gate as gate_command
 from modelward.cli import hash as hash_command
 from modelward.cli import keygen as keygen_command
@@ -33,6 +34,7 @@ COMMANDS = (
     verify_command,
     lock_command,
     bom_command,
+    diff_command,
     gate_command,
 )
 

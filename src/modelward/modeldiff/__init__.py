@@ -1,5 +1,7 @@
 """`modelward diff`: what changed between a reference model and a candidate (ATLAS AML.T0018.001).
 
+(The package is `modeldiff`, not `diff`, so that `modelward.diff` stays the function.)
+
     >>> result = modelward.diff("reference.onnx", "candidate.onnx", weights=True)
     >>> result.verdict, [f.rule_id for f in result.findings]
 
@@ -18,10 +20,6 @@ from os import PathLike
 from pathlib import Path
 
 from modelward.config import ScanConfig
-from modelward.diff.compare import Changes, compare
-from modelward.diff.readers import read_structure
-from modelward.diff.structure import DiffError, GraphNode, ModelStructure, TensorInfo
-from modelward.diff.weights import TensorDrift, tensor_drift
 from modelward.findings import (
     ATLAS_MODIFY_ARCHITECTURE,
     Finding,
@@ -30,6 +28,10 @@ from modelward.findings import (
     ScanResult,
     Severity,
 )
+from modelward.modeldiff.compare import Changes, compare
+from modelward.modeldiff.readers import read_structure
+from modelward.modeldiff.structure import DiffError, GraphNode, ModelStructure, TensorInfo
+from modelward.modeldiff.weights import TensorDrift, tensor_drift
 
 IDENTICAL = "identical"
 WEIGHTS_ONLY = "weights only (fine-tune-like)"

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from modelward.diff.structure import GraphNode, ModelStructure
 from modelward.findings import ATLAS_MODIFY_ARCHITECTURE, Finding, Location, Severity
+from modelward.modeldiff.structure import GraphNode, ModelStructure
 
 #: Names listed in one message before "and N more".
 _LISTED = 12

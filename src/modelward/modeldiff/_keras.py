@@ -12,9 +12,9 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from modelward.diff.structure import DiffError, GraphNode, ModelStructure
 from modelward.formats.base import Blob, ScanContext
 from modelward.formats.zip import read_zip
+from modelward.modeldiff.structure import DiffError, GraphNode, ModelStructure
 
 _CONFIG = "config.json"
 #: Nesting searched for `keras_history` references inside a layer's inbound nodes.

@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from modelward.diff.structure import DiffError, ModelStructure, TensorInfo
 from modelward.formats.base import Blob, ScanContext
 from modelward.formats.pytorch import LEGACY_PICKLES
 from modelward.formats.zip import ZipMember, read_zip
+from modelward.modeldiff.structure import DiffError, ModelStructure, TensorInfo
 from modelward.pickle.walker import ByteSource, PickleDamage, Skipped, iter_opcodes
 
 #: `torch.<Name>Storage` → (safetensors dtype name, bytes per element).

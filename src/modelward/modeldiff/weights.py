@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from modelward.diff.structure import ModelStructure, TensorInfo
+from modelward.modeldiff.structure import ModelStructure, TensorInfo
 
 if TYPE_CHECKING:
     import numpy as np

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from modelward.diff.structure import DiffError, ModelStructure, TensorInfo
 from modelward.formats.base import Blob, ScanContext
 from modelward.formats.safetensors import DTYPE_BITS, load_header_json
+from modelward.modeldiff.structure import DiffError, ModelStructure, TensorInfo
 
 _LENGTH_BYTES = 8
 

@@ -7,20 +7,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 from modelward.config import ScanConfig
-from modelward.diff.structure import DiffError, ModelStructure
 from modelward.findings import Finding, ScanResult, Severity
 from modelward.formats.base import HEAD_SIZE, Blob, FormatScanner, ScanAborted, ScanContext
+from modelward.modeldiff.structure import DiffError, ModelStructure
 
 Reader = Callable[[Blob, ScanContext], ModelStructure]
 
 
 def _readers() -> list[tuple[FormatScanner, Reader]]:
-    from modelward.diff import _gguf, _keras, _onnx, _safetensors, _torch
     from modelward.formats.gguf import GGUF
     from modelward.formats.keras import KERAS
     from modelward.formats.onnx import ONNX
     from modelward.formats.pytorch import PYTORCH_LEGACY, PYTORCH_ZIP
     from modelward.formats.safetensors import SAFETENSORS
+    from modelward.modeldiff import _gguf, _keras, _onnx, _safetensors, _torch
 
     # The order of `formats.SCANNERS`: ONNX has no magic number, so it comes last.
     return [

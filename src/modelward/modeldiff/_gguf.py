@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from modelward.diff.structure import DiffError, ModelStructure, TensorInfo
 from modelward.formats.base import Blob, ScanContext
 from modelward.formats.gguf import GGUFError, read_tensor_table
+from modelward.modeldiff.structure import DiffError, ModelStructure, TensorInfo
 
 #: ggml types whose elements are plain numbers, by their safetensors dtype name.
 _PLAIN_TYPES = {

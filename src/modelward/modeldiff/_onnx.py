@@ -14,10 +14,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from modelward.diff.structure import DiffError, GraphNode, ModelStructure, TensorInfo
 from modelward.formats._protowire import LEN, VARINT, ProtoError, read_varint
 from modelward.formats.base import Blob, ScanContext
 from modelward.formats.onnx import MAX_SUBGRAPH_DEPTH, _escapes_folder, _FileMessage, _parse
+from modelward.modeldiff.structure import DiffError, GraphNode, ModelStructure, TensorInfo
 
 _MODEL_GRAPH = 7
 _GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_INPUT, _GRAPH_OUTPUT = 1, 5, 11, 12
