@@ -255,3 +255,29 @@ def test_cli_usage_errors_exit_2(
         (project.root / "keys" / "release.pub.pem").unlink()
     assert main(["gate", str(path), "--config", str(project.config)]) == 2
     assert capsys.readouterr().err.startswith("modelward: ")
+
+
+def test_checks_with_nothing_to_look_at_are_not_listed(tmp_path: Path) -> None:
+    project = make_project(tmp_path, "[policy]\nlock_file = 'other.lock'\n")
+    result = gate(project.model, project.config)  # a bundle, but no trusted keys; no lock
+    assert result.passed
+    assert result.checks == ["scan"]
+
+
+def test_a_bundle_is_verified_when_keys_are_trusted_but_not_required(tmp_path: Path) -> None:
+    policy = '[policy.signatures]\ntrusted_keys = ["keys/release.pub.pem"]\n'
+    project = make_project(tmp_path, policy)
+    assert gate(project.model, project.config).checks == ["scan", "signature"]
+    other, _ = write_ec_key(tmp_path / "other.pem")
+    project.resign(other)
+    assert rule_ids(gate(project.model, project.config)) == ["MW-GATE-SIGNATURE-INVALID"]
+    (project.model / "model.sig").unlink()
+    result = gate(project.model, project.config)
+    assert result.passed and result.checks == ["scan"]
+
+
+def test_malformed_lock_file(project: Project) -> None:
+    (project.root / "models.lock").write_text("version = 99\n")
+    result = gate(project.model, project.config)
+    assert rule_ids(result) == ["MW-GATE-LOCK-INVALID"]
+    assert "unsupported lock version" in result.reasons[0].message

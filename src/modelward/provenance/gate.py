@@ -54,7 +54,8 @@ class GateResult:
 
     path: str
     reasons: list[Finding] = field(default_factory=list)
-    #: The checks that ran, in order: "scan", "lock", "signature", "sources", "weights".
+    #: The checks that ran, in order: "scan", "lock", "signature", "sources", "weights";
+    #: a check with nothing to look at (no lock file, no bundle, neither required) is left out.
     checks: list[str] = field(default_factory=list)
     scan: ScanReport = field(default_factory=ScanReport)
     seconds: float = 0.0
@@ -109,15 +110,17 @@ def gate(
     result.scan = scan_paths([model], config=config.scan)
     result.checks.append("scan")
     result.reasons += _scan_reasons(result.scan, policy.fail_on)
+    hub_ids: list[str] = []
     with _digest_cache() as cache:
-        hub_ids: list[str] = []
-        if policy.lock_file is not None:
+        locked = _lock_reasons(model, policy, cache)
+        if locked is not None:
             result.checks.append("lock")
-            result.reasons += _lock_reasons(model, policy, hub_ids, cache)
-        sig = Path(signature) if signature is not None else None
-        if policy.signatures.required or policy.signatures.trusted_keys or sig is not None:
+            result.reasons += locked[0]
+            hub_ids = locked[1]
+        signed = _signature_reasons(model, policy, signature, cache)
+        if signed is not None:
             result.checks.append("signature")
-            result.reasons += _signature_reasons(model, policy, sig, cache)
+            result.reasons += signed
     if policy.sources.restricted:
         result.checks.append("sources")
         result.reasons += _source_reasons(model, policy, hub_ids)
@@ -167,26 +170,31 @@ def _scan_reasons(report: ScanReport, fail_on: Severity) -> list[Finding]:
 
 
 def _lock_reasons(
-    model: Path, policy: Policy, hub_ids: list[str], cache: DigestCache | None
-) -> list[Finding]:
-    """Check every lock entry that is, holds or lies inside `model`; collect their hub ids."""
+    model: Path, policy: Policy, cache: DigestCache | None
+) -> tuple[list[Finding], list[str]] | None:
+    """Check every lock entry that is, holds or lies inside `model`; and their hub ids.
+
+    None when there is nothing to check: no lock file, or no entry, and no lock required.
+    """
     lock = policy.lock_file
-    assert lock is not None
+    if lock is None:
+        return None
     if not lock.exists():
         if policy.require_lock:
-            return [_reason("MW-GATE-UNLOCKED", model, f"no lock file {lock}")]
-        return []
+            return [_reason("MW-GATE-UNLOCKED", model, f"no lock file {lock}")], []
+        return None
     try:
         entries = read_lock(lock)
     except LockError as exc:
-        return [_reason("MW-GATE-LOCK-INVALID", lock, str(exc))]
+        return [_reason("MW-GATE-LOCK-INVALID", lock, str(exc))], []
     base = lock.parent
     covering = [m for m in entries if _covers(m, model, base)]
     if not covering:
         if policy.require_lock:
-            return [_reason("MW-GATE-UNLOCKED", model, f"{model} has no entry in {lock}")]
-        return []
+            return [_reason("MW-GATE-UNLOCKED", model, f"{model} has no entry in {lock}")], []
+        return None
     reasons = []
+    hub_ids = []
     for entry in covering:
         if is_hub_id(entry.source, base):
             hub_ids.append(entry.source)
@@ -204,7 +212,7 @@ def _lock_reasons(
                     "\n".join(check.lines()),
                 )
             )
-    return reasons
+    return reasons, hub_ids
 
 
 def _covers(entry: LockedModel, model: Path, base: Path) -> bool:
@@ -223,21 +231,30 @@ def _real(path: Path) -> Path:
 
 
 def _signature_reasons(
-    model: Path, policy: Policy, signature: Path | None, cache: DigestCache | None
-) -> list[Finding]:
-    """The bundle must verify with one trusted key and the model must match what it signs."""
+    model: Path,
+    policy: Policy,
+    signature: str | PathLike[str] | None,
+    cache: DigestCache | None,
+) -> list[Finding] | None:
+    """The bundle must verify with one trusted key and the model must match what it signs.
+
+    A bundle found beside the model is checked whenever trusted keys are configured,
+    even when signatures are not required; None when there is nothing to check.
+    """
     from modelward.integrity.signing import (
         compare_signed,
         default_signature_path,
         verified_manifest,
     )
 
-    sig = signature if signature is not None else default_signature_path(model)
+    sig = Path(signature) if signature is not None else default_signature_path(model)
     if not sig.exists():
         if policy.signatures.required or signature is not None:
             return [_reason("MW-GATE-UNSIGNED", model, f"no signature bundle {sig}")]
-        return []
+        return None
     if not policy.signatures.trusted_keys:
+        if signature is None:
+            return None  # a bundle beside the model, but no policy on who may sign
         raise ConfigError(f"cannot verify {sig}: policy.signatures.trusted_keys is empty")
     refused = []
     for key in policy.signatures.trusted_keys:
