@@ -41,7 +41,7 @@ def test_single_file_is_named_dot(tmp_path: Path) -> None:
 
 def test_configured_ignore_paths(tmp_path: Path) -> None:
     model = make_model(tmp_path / "m")
-    manifest = hash_model(model, ignore_paths=[".git", "tokenizer"], cache=None)
+    manifest = hash_model(model, ignore_paths=[".git", "./tokenizer/"], cache=None)
     assert "tokenizer/vocab.txt" not in manifest.files
     assert "config.json" in manifest.files
 

@@ -11,6 +11,7 @@ from another model.
 from __future__ import annotations
 
 import os
+import posixpath
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -76,7 +77,7 @@ def list_files(
     if not stat.S_ISDIR(top.st_mode):
         _require_regular(model, top)
         return [FileEntry.from_stat(SINGLE_FILE_NAME, os.path.realpath(model), top)]
-    ignored = {p.strip("/") for p in ignore_paths}
+    ignored = {posixpath.normpath(p.replace(os.sep, "/")).strip("/") for p in ignore_paths}
     entries: list[FileEntry] = []
     _walk(str(model), "", root, ignored, allow_symlinks, entries, set())
     entries.sort(key=lambda e: name_key(e.name))
