@@ -79,8 +79,9 @@ class GateResult:
     def report(self) -> ScanReport:
         """The reasons as a one-row report, for the renderers (SARIF results = reasons)."""
         row = ScanResult(path=self.path, format=GATE_FORMAT, findings=list(self.reasons))
-        row.size = sum(r.size for r in self.scan.results)
-        row.bytes_read = sum(r.bytes_read for r in self.scan.results)
+        files = [r for r in self.scan.results if r.format != FOLDER_FORMAT]
+        row.size = sum(r.size for r in files)
+        row.bytes_read = sum(r.bytes_read for r in files)
         row.seconds = self.seconds
         return ScanReport(results=[row], seconds=self.seconds)
 
@@ -209,7 +210,7 @@ def _lock_reasons(
                     "MW-GATE-LOCK-DRIFT",
                     model,
                     f"{entry.source} differs from {lock.name} (locked {entry.digest})",
-                    "\n".join(check.lines()),
+                    "; ".join(check.lines()),
                 )
             )
     return reasons, hub_ids
@@ -279,7 +280,7 @@ def _signature_reasons(
                 "MW-GATE-SIGNATURE-MISMATCH",
                 model,
                 f"model differs from what {signer} signed in {sig.name}",
-                "\n".join(check.lines()),
+                "; ".join(check.lines()),
             )
         ]
     return [
@@ -287,7 +288,7 @@ def _signature_reasons(
             "MW-GATE-SIGNATURE-INVALID",
             sig,
             "signature does not verify with any trusted key",
-            "\n".join(refused),
+            "; ".join(refused),
         )
     ]
 
