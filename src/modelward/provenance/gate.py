@@ -15,11 +15,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelward.config import ConfigError
 from modelward.findings import Finding, Location, ScanReport, ScanResult, Severity
 from modelward.folders import FOLDER_FORMAT
-from modelward.integrity.cache import DigestCache
 from modelward.integrity.errors import (
     BundleError,
     IntegrityError,
@@ -37,6 +37,9 @@ from modelward.provenance.lock import (
     read_lock,
 )
 from modelward.provenance.policy import ModelwardConfig, Policy, load_config
+
+if TYPE_CHECKING:
+    from modelward.integrity.cache import DigestCache
 
 #: Detected formats whose loading unpickles (torch.load, joblib.load, pickle.load).
 PICKLE_FORMATS = frozenset({"pickle", "pytorch-zip", "pytorch-legacy", "joblib", "torchscript"})
