@@ -13,7 +13,7 @@ import torch
 import modelward
 from fixtures.gate_projects import STRICT_POLICY, Project, make_hf_snapshot, make_project
 from fixtures.integrity import write_ec_key
-from fixtures.pickles import call_system_p4
+from fixtures.pickles import call_system_p4, global_, proto
 from modelward.cli.main import main
 from modelward.provenance.gate import GateResult, gate
 from modelward.provenance.lock import lock_model, write_lock
@@ -281,3 +281,15 @@ def test_malformed_lock_file(project: Project) -> None:
     result = gate(project.model, project.config)
     assert rule_ids(result) == ["MW-GATE-LOCK-INVALID"]
     assert "unsupported lock version" in result.reasons[0].message
+
+
+def test_scan_allow_globals_from_the_same_file_reach_the_gate(tmp_path: Path) -> None:
+    project = make_project(tmp_path, "[policy]\nfail_on = 'high'\n")
+    # A pickle calling the user's own class: unknown to modelward, high until allow-listed.
+    (project.model / "block.pkl").write_bytes(proto(2) + global_("mypkg.layers", "Block") + b")R.")
+    result = gate(project.model, project.config)
+    assert rule_ids(result) == ["MW-GATE-SCAN"]
+    project.config.write_text(
+        "[scan]\nallow_globals = ['mypkg.layers.Block']\n[policy]\nfail_on = 'high'\n"
+    )
+    assert gate(project.model, project.config).passed
