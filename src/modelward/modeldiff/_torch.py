@@ -3,9 +3,10 @@
 `data.pkl` is evaluated symbolically by a tiny machine that understands only what
 `torch.save` writes for tensors: `_rebuild_tensor_v2(persistent_load(("storage",
 <dtype>Storage, key, location, numel)), offset, size, stride, ...)` inside dicts
-(`OrderedDict` included). Every other call becomes an opaque value, so a checkpoint
-holding a whole pickled module still yields the tensors reachable through dicts,
-lists and tuples. Opcodes come from the scanner's bounded walker.
+(`OrderedDict` included). Every other call becomes an object whose BUILD state is
+kept, so a checkpoint holding a whole pickled `nn.Module` still yields its tensors,
+named as its state_dict would name them (`_modules`/`_parameters`/`_buffers` left
+out). Nothing is imported or called; opcodes come from the scanner's bounded walker.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ _PARAMETER = "_rebuild_parameter"
 #: Containers nested deeper than this are not searched for tensors.
 _MAX_DEPTH = 64
 _LOCAL_HEADER = struct.Struct("<4s22xHH")
+#: `nn.Module` attributes that hold its children, parameters and buffers.
+_MODULE_SLOTS = frozenset({"_modules", "_parameters", "_buffers"})
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,10 @@ class _Dict(dict[object, object]):
 
 class _List(list[object]):
     __hash__ = object.__hash__  # type: ignore[assignment]
+
+
+class _Object(_Dict):
+    """The result of an unknown call: empty until a BUILD gives it a dict state."""
 
 
 def _evaluate(source: ByteSource, ctx: ScanContext) -> object:
@@ -149,8 +156,14 @@ def _evaluate(source: ByteSource, ctx: ScanContext) -> object:
         elif name == "NEWOBJ_EX":
             pop(), pop()
             stack.append(_call(pop(), ()))
-        elif name in ("BUILD", "ADDITEMS"):
-            pop() if name == "BUILD" else pop_mark()
+        elif name == "BUILD":
+            state = pop()
+            if isinstance(state, tuple) and state:  # (dict state, slot state)
+                state = state[0]
+            if stack and isinstance(stack[-1], _Object) and isinstance(state, dict):
+                stack[-1].update(state)
+        elif name == "ADDITEMS":
+            pop_mark()
         elif name in ("EMPTY_SET", "FROZENSET", "OBJ", "NEXT_BUFFER"):
             if name in ("FROZENSET", "OBJ"):
                 pop_mark()
@@ -185,7 +198,7 @@ def _pairs_into(target: dict[object, object], items: list[object]) -> dict[objec
 
 def _call(func: object, args: object) -> object:
     if not isinstance(func, _Global) or not isinstance(args, tuple):
-        return _Opaque()
+        return _Object()  # legacy checkpoints pickle module classes as persistent ids
     if func.module == "collections" and func.name == "OrderedDict":
         return _Dict()
     if func.module == "torch._utils" and func.name in _REBUILDERS and len(args) >= 4:
@@ -199,7 +212,7 @@ def _call(func: object, args: object) -> object:
             return _Tensor(storage, offset, tuple(shape), tuple(stride))
     if func.module == "torch._utils" and func.name == _PARAMETER and args:
         return args[0]
-    return _Opaque()
+    return _Object()
 
 
 def _ints(value: object) -> bool:
@@ -227,7 +240,10 @@ def _tensors(value: object, prefix: str = "", depth: int = 0) -> Iterator[tuple[
         yield prefix, value
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from _tensors(item, f"{prefix}.{key}" if prefix else str(key), depth + 1)
+            if isinstance(value, _Object) and key in _MODULE_SLOTS:
+                yield from _tensors(item, prefix, depth + 1)
+            else:
+                yield from _tensors(item, f"{prefix}.{key}" if prefix else str(key), depth + 1)
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
             yield from _tensors(item, f"{prefix}.{index}" if prefix else str(index), depth + 1)

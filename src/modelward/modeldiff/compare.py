@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -213,8 +213,9 @@ def _compare_graphs(
                 Severity.HIGH,
                 f"node {node.label} of the reference is missing{_role(node, reference)}",
             )
-    _compare_io(reference, candidate, report)
-    _compare_cones(reference, candidate, matched, changes, report)
+    translate = _translator(reference, candidate, matched)
+    _compare_io(reference, candidate, translate, report)
+    _compare_cones(reference, candidate, matched, translate, changes, report)
 
 
 def _node_differences(before: GraphNode, after: GraphNode) -> list[str]:
@@ -230,13 +231,31 @@ def _node_differences(before: GraphNode, after: GraphNode) -> list[str]:
     return found
 
 
-def _compare_io(reference: ModelStructure, candidate: ModelStructure, report: _Report) -> None:
+def _translator(
+    reference: ModelStructure, candidate: ModelStructure, matched: dict[int, int]
+) -> Callable[[str], str]:
+    """Candidate value name → the reference's name for the same value (its producer matched)."""
+    names: dict[str, str] = {}
+    for index, node in enumerate(candidate.nodes):
+        if index in matched:
+            before = reference.nodes[matched[index]].outputs
+            names.update(zip(node.outputs, before, strict=False))
+    return lambda name: names.get(name, name)
+
+
+def _compare_io(
+    reference: ModelStructure,
+    candidate: ModelStructure,
+    translate: Callable[[str], str],
+    report: _Report,
+) -> None:
     for kind, old, new in (
         ("input", reference.inputs, candidate.inputs),
         ("output", reference.outputs, candidate.outputs),
     ):
-        added = [n for n in new if n not in old]
-        removed = [n for n in old if n not in new]
+        added = [n for n in new if translate(n) not in old]
+        kept = {translate(n) for n in new}
+        removed = [n for n in old if n not in kept]
         if added or removed:
             report(
                 "MW-DIFF-IO",
@@ -250,12 +269,13 @@ def _compare_cones(
     reference: ModelStructure,
     candidate: ModelStructure,
     matched: dict[int, int],
+    translate: Callable[[str], str],
     changes: Changes,
     report: _Report,
 ) -> None:
     for position, output in enumerate(candidate.outputs):
-        if output in reference.outputs:
-            ref_output = output
+        if translate(output) in reference.outputs:
+            ref_output = translate(output)
         elif position < len(reference.outputs):
             ref_output = reference.outputs[position]
         else:
