@@ -17,6 +17,7 @@ from modelward.cli import gate as gate_command
 from modelward.cli import hash as hash_command
 from modelward.cli import keygen as keygen_command
 from modelward.cli import lock as lock_command
+from modelward.cli import names as names_command
 from modelward.cli import scan as scan_command
 from modelward.cli import sign as sign_command
 from modelward.cli import verify as verify_command
@@ -34,6 +35,7 @@ COMMANDS = (
     verify_command,
     lock_command,
     bom_command,
+    names_command,
     diff_command,
     gate_command,
 )
