@@ -236,6 +236,7 @@ def test_cli_json_pass(project: Project, capsys: pytest.CaptureFixture[str]) -> 
     doc = json.loads(captured.out)
     assert doc["results"][0]["format"] == "gate"
     assert doc["results"][0]["findings"] == []
+    assert doc["gate"] == {"verdict": "pass", "checks": EVERY_CHECK}
     assert captured.err.startswith("PASS ")
 
 

@@ -60,10 +60,10 @@ class ScanConfig:
     @classmethod
     def from_mapping(cls, data: dict[str, Any], source: str = "config") -> ScanConfig:
         scan = data.get("scan", {})
-        _reject_unknown(data, TOP_LEVEL_TABLES, source)
+        reject_unknown_keys(data, TOP_LEVEL_TABLES, source)
         if not isinstance(scan, dict):
             raise ConfigError(f"{source}: [scan] must be a table")
-        _reject_unknown(scan, {"allow_globals", "limits"}, f"{source} [scan]")
+        reject_unknown_keys(scan, {"allow_globals", "limits"}, f"{source} [scan]")
         allow = scan.get("allow_globals", [])
         if not isinstance(allow, list) or not all(isinstance(g, str) for g in allow):
             raise ConfigError(f"{source}: scan.allow_globals must be a list of strings")
@@ -76,7 +76,7 @@ class ScanConfig:
         if not isinstance(limits_table, dict):
             raise ConfigError(f"{source}: [scan.limits] must be a table")
         known = {f.name: f for f in fields(Limits)}
-        _reject_unknown(limits_table, set(known), f"{source} [scan.limits]")
+        reject_unknown_keys(limits_table, set(known), f"{source} [scan.limits]")
         limit_values: dict[str, Any] = {}
         for key, value in limits_table.items():
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
@@ -93,12 +93,16 @@ class ScanConfig:
 TOP_LEVEL_TABLES = {"scan", "policy"}
 
 
-def read_config_table(path: Path) -> dict[str, Any]:
-    """The modelward table of a config file: the whole file, or a pyproject's [tool.modelward]."""
+def read_toml(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config {path}: {exc}") from exc
+
+
+def read_config_table(path: Path) -> dict[str, Any]:
+    """The modelward table of a config file: the whole file, or a pyproject's [tool.modelward]."""
+    data = read_toml(path)
     if path.name == "pyproject.toml":
         data = data.get("tool", {}).get("modelward", {})
         if not isinstance(data, dict):
@@ -106,7 +110,7 @@ def read_config_table(path: Path) -> dict[str, Any]:
     return data
 
 
-def _reject_unknown(table: dict[str, Any], allowed: set[str], where: str) -> None:
+def reject_unknown_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
     unknown = sorted(set(table) - allowed)
     if unknown:
         raise ConfigError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,11 @@ def run(args: argparse.Namespace) -> int:
     text = RENDERERS[args.format](result.report(), terminal=terminal)
     if args.format == "table":
         text += result.summary() + "\n"
+    elif args.format == "json":
+        # The renderer's document plus the verdict, so a JSON consumer need not re-derive it.
+        doc = json.loads(text)
+        doc["gate"] = {"verdict": result.verdict.lower(), "checks": result.checks}
+        text = json.dumps(doc, indent=2) + "\n"
     if args.output is not None:
         try:
             args.output.write_text(text, encoding="utf-8")

@@ -27,7 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelward.config import ConfigError, ScanConfig, _reject_unknown, read_config_table
+from modelward.config import (
+    ConfigError,
+    ScanConfig,
+    read_config_table,
+    read_toml,
+    reject_unknown_keys,
+)
 from modelward.findings import Severity
 
 #: Names looked for in the current folder when no `--config` is given, in this order.
@@ -81,7 +87,7 @@ class Policy:
         """Read a `[policy]` table; relative paths are taken from `base_dir` (default: cwd)."""
         base = (base_dir or Path.cwd()).resolve()
         where = f"{source} [policy]"
-        _reject_unknown(
+        reject_unknown_keys(
             data,
             {
                 "fail_on",
@@ -108,9 +114,9 @@ class Policy:
 
             lock_name = DEFAULT_LOCK_FILE
         sources = _table(data, "sources", source)
-        _reject_unknown(sources, {"allowed_orgs", "allowed_paths"}, f"{where}.sources")
+        reject_unknown_keys(sources, {"allowed_orgs", "allowed_paths"}, f"{where}.sources")
         signatures = _table(data, "signatures", source)
-        _reject_unknown(signatures, {"required", "trusted_keys"}, f"{where}.signatures")
+        reject_unknown_keys(signatures, {"required", "trusted_keys"}, f"{where}.signatures")
         orgs = _strings(sources, "allowed_orgs", f"{source}: policy.sources")
         for org in orgs:
             if not org or "/" in org:
@@ -173,13 +179,7 @@ def find_config(folder: Path | None = None) -> Path | None:
         return candidate
     pyproject = folder / PYPROJECT_FILE
     if pyproject.is_file():
-        import tomllib
-
-        try:
-            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read config {pyproject}: {exc}") from exc
-        tool = data.get("tool", {})
+        tool = read_toml(pyproject).get("tool", {})
         if isinstance(tool, dict) and "modelward" in tool:
             return pyproject
     return None
