@@ -23,9 +23,9 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "gate",
         help="one pass/fail verdict for CI: scan, lock check, signature and trust policy",
-        description="Scan a model, check it against the lock file and its signature with the"
-        " trusted keys, and apply the policy (allowed sources, safetensors-only, fail_on)."
-        " Prints one PASS or FAIL line with every reason.",
+        description="Scan a model, check it against the lock file and its signature with the\n"
+        "trusted keys, and apply the policy (allowed sources, safetensors-only, fail_on).\n"
+        "Prints one PASS or FAIL line with every reason.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
