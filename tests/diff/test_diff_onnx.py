@@ -13,6 +13,7 @@ import modelward
 from fixtures.diff_models import (
     TARGET_LOGITS,
     TRIGGER_NODES,
+    classifier_weights,
     fine_tuned_weights,
     onnx_classifier,
 )
@@ -106,9 +107,7 @@ def test_fine_tune_shows_only_weight_drift_with_correct_numbers(tmp_path: Path) 
     assert result.verdict == WEIGHTS_ONLY
     assert {f.rule_id for f in result.findings} == {"MW-DIFF-WEIGHT-DRIFT", "MW-DIFF-SUMMARY"}
     assert not result.architecture_changed
-    from fixtures.diff_models import _classifier_weights
-
-    original = _classifier_weights()
+    original = classifier_weights()
     assert result.drift is not None
     for drift in result.drift:
         before = original[drift.name].astype(np.float64)
