@@ -196,8 +196,10 @@ def popular_names() -> PopularNames:
         org, _, name = model_id.partition("/")
         models.setdefault(fold(org), []).append(name)
     suffixes = tuple(affixes["model_suffixes"])
+    reuploaders = {fold(org) for org in affixes["reuploaders"]}
     keys: dict[str, str] = {}
-    for model_id in model_ids:
+    # A name maps to its original publisher, not to a quantised re-upload of it.
+    for model_id in sorted(model_ids, key=lambda m: fold(m.partition("/")[0]) in reuploaders):
         org, _, name = model_id.partition("/")
         for key in _model_keys(name, org, suffixes):
             keys.setdefault(key, model_id)
