@@ -44,12 +44,17 @@ _LAZY = {
     "GateResult": "modelward.provenance.gate",
     "diff": "modelward.modeldiff",
     "DiffResult": "modelward.modeldiff",
+    "build_bom": "modelward.provenance.bom",
+    "check_model_id": "modelward.provenance.names",
+    "check_package": "modelward.provenance.names",
 }
 
 if TYPE_CHECKING:
     from modelward.integrity import hash_model, sign, verify
     from modelward.modeldiff import DiffResult, diff
+    from modelward.provenance.bom import build_bom
     from modelward.provenance.gate import GateResult, gate
+    from modelward.provenance.names import check_model_id, check_package
     from modelward.safe_loading import UnsafeModelError, safe_load
 
 
@@ -73,6 +78,9 @@ __all__ = [
     "Severity",
     "UnsafeModelError",
     "__version__",
+    "build_bom",
+    "check_model_id",
+    "check_package",
     "diff",
     "gate",
     "hash_model",

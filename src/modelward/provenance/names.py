@@ -308,8 +308,8 @@ def check_model_id(model_id: str) -> list[LookAlike]:
                     Severity.MEDIUM,
                     model_id,
                     canonical,
-                    f"{name!r} is the name of {canonical}, but {org!r} is not a known"
-                    " organisation (a re-upload or an impersonation)",
+                    f"{name!r} is the name of {canonical}; {org!r} is not a known"
+                    " organisation: a re-upload or an impersonation",
                 )
             ]
     return []
@@ -367,7 +367,6 @@ def to_finding(match: LookAlike, source: str, *, package: bool = False) -> Findi
         rule_id=match.rule_id,
         severity=match.severity,
         location=Location(source),
-        message=f"{match.name!r} {what}: {match.reason}",
-        evidence=match.name,
+        message=f"{match.name!r} {what} ({match.reason})",
         technique=ATLAS_SOFTWARE_SUPPLY_CHAIN if package else ATLAS_MODEL_SUPPLY_CHAIN,
     )
