@@ -16,7 +16,13 @@ from typing import Any
 
 from modelward.formats._protowire import LEN, VARINT, ProtoError, read_varint
 from modelward.formats.base import Blob, ScanContext
-from modelward.formats.onnx import MAX_SUBGRAPH_DEPTH, _escapes_folder, _FileMessage, _parse
+from modelward.formats.onnx import (
+    MAX_SUBGRAPH_DEPTH,
+    _escapes_folder,
+    _FileMessage,
+    _parse,
+    _TooLarge,
+)
 from modelward.modeldiff.structure import DiffError, GraphNode, ModelStructure, TensorInfo
 
 _MODEL_GRAPH = 7
@@ -59,6 +65,10 @@ def read(blob: Blob, ctx: ScanContext) -> ModelStructure:
             _read_graph(top.sub(graphs[0]), structure, blob, ctx)
         except (ProtoError, DecodeError) as exc:
             raise DiffError(f"{path}: ONNX protobuf is malformed ({exc})") from None
+        except _TooLarge as exc:
+            raise DiffError(
+                f"{path}: a {exc.size}-byte node or tensor description is over the header limit"
+            ) from None
     return structure
 
 
@@ -152,14 +162,19 @@ def _external(
     return TensorInfo(name, dtype, dims, str(target), offset, length, location)
 
 
+def _text(value: str | bytes) -> str:
+    """Protobuf hands back bytes for a string field that is not valid UTF-8."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
 def _node(node: Any) -> GraphNode:
     attributes, subgraphs, outer = _attributes(node, 0)
     return GraphNode(
-        name=node.name,
-        op_type=node.op_type,
-        domain=node.domain,
-        inputs=tuple(i for i in [*node.input, *sorted(outer)] if i),
-        outputs=tuple(node.output),
+        name=_text(node.name),
+        op_type=_text(node.op_type),
+        domain=_text(node.domain),
+        inputs=tuple(_text(i) for i in [*node.input, *sorted(outer)] if i),
+        outputs=tuple(_text(o) for o in node.output),
         attributes=attributes,
         subgraphs=subgraphs,
     )
@@ -180,15 +195,15 @@ def _attributes(
         if graphs:
             for graph in graphs:
                 ops, reads = _subgraph(graph, depth + 1)
-                summaries.append(f"{attribute.name}: {ops}")
+                summaries.append(f"{_text(attribute.name)}: {ops}")
                 outer |= reads
-            parts.append((attribute.name, f"<{'; '.join(summaries[-len(graphs) :])}>"))
+            parts.append((_text(attribute.name), f"<{'; '.join(summaries[-len(graphs) :])}>"))
         elif attribute.type in (onnx.AttributeProto.TENSOR, onnx.AttributeProto.TENSORS):
             digest = hashlib.sha256(attribute.SerializeToString()).hexdigest()[:16]
-            parts.append((attribute.name, f"<tensor {digest}>"))
+            parts.append((_text(attribute.name), f"<tensor {digest}>"))
         else:
             value = repr(onnx.helper.get_attribute_value(attribute))[:_ATTRIBUTE_CHARS]
-            parts.append((attribute.name, value))
+            parts.append((_text(attribute.name), value))
     return tuple(parts), tuple(summaries), outer
 
 
@@ -196,13 +211,14 @@ def _subgraph(graph: Any, depth: int) -> tuple[str, set[str]]:
     """A subgraph's op types in order, and the names it reads from enclosing graphs."""
     if depth > MAX_SUBGRAPH_DEPTH:
         raise DiffError(f"subgraphs nested deeper than {MAX_SUBGRAPH_DEPTH}")
-    local = {v.name for v in graph.input} | {t.name for t in graph.initializer}
+    local = {_text(v.name) for v in graph.input} | {_text(t.name) for t in graph.initializer}
     ops: list[str] = []
     reads: set[str] = set()
     for node in graph.node:
         attributes, _, inner = _attributes(node, depth)
         text = ", ".join(f"{k}={v}" for k, v in attributes)
-        ops.append(f"{node.op_type}({text})" if text else node.op_type)
-        reads |= {i for i in [*node.input, *inner] if i and i not in local}
-        local |= set(node.output)
+        op = _text(node.op_type)
+        ops.append(f"{op}({text})" if text else op)
+        reads |= {_text(i) for i in [*node.input, *inner] if i and _text(i) not in local}
+        local |= {_text(o) for o in node.output}
     return ",".join(ops), reads - local

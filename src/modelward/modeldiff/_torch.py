@@ -206,7 +206,7 @@ def _call(func: object, args: object) -> object:
         if (
             isinstance(storage, _Storage)
             and isinstance(offset, int)
-            and _ints(shape)
+            and _ints(shape, minimum=0)
             and _ints(stride)
         ):
             return _Tensor(storage, offset, tuple(shape), tuple(stride))
@@ -215,9 +215,10 @@ def _call(func: object, args: object) -> object:
     return _Object()
 
 
-def _ints(value: object) -> bool:
+def _ints(value: object, minimum: int | None = None) -> bool:
     return isinstance(value, tuple) and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
+        isinstance(v, int) and not isinstance(v, bool) and (minimum is None or v >= minimum)
+        for v in value
     )
 
 
@@ -232,21 +233,32 @@ def _storage(pid: object) -> object:
     return _Storage(dtype, itemsize, str(key), numel)
 
 
-def _tensors(value: object, prefix: str = "", depth: int = 0) -> Iterator[tuple[str, _Tensor]]:
-    """Tensors reachable through containers, named by their dotted key path."""
-    if depth > _MAX_DEPTH:
-        return
+def _tensors(
+    value: object, prefix: str = "", depth: int = 0, seen: set[int] | None = None
+) -> Iterator[tuple[str, _Tensor]]:
+    """Tensors reachable through containers, named by their dotted key path.
+
+    Each container is entered once (memo references can make a pickle a cyclic or
+    exponentially shared graph); a tensor reached twice (tied weights) keeps both names.
+    """
+    seen = set() if seen is None else seen
     if isinstance(value, _Tensor):
         yield prefix, value
-    elif isinstance(value, dict):
+        return
+    if depth > _MAX_DEPTH or id(value) in seen or not isinstance(value, dict | list | tuple):
+        return
+    seen.add(id(value))
+    if isinstance(value, dict):
         for key, item in value.items():
             if isinstance(value, _Object) and key in _MODULE_SLOTS:
-                yield from _tensors(item, prefix, depth + 1)
+                yield from _tensors(item, prefix, depth + 1, seen)
             else:
-                yield from _tensors(item, f"{prefix}.{key}" if prefix else str(key), depth + 1)
-    elif isinstance(value, list | tuple):
+                name = f"{prefix}.{key}" if prefix else str(key)
+                yield from _tensors(item, name, depth + 1, seen)
+    else:
         for index, item in enumerate(value):
-            yield from _tensors(item, f"{prefix}.{index}" if prefix else str(index), depth + 1)
+            name = f"{prefix}.{index}" if prefix else str(index)
+            yield from _tensors(item, name, depth + 1, seen)
 
 
 def _contiguous(tensor: _Tensor) -> bool:
@@ -258,20 +270,28 @@ def _contiguous(tensor: _Tensor) -> bool:
     return len(tensor.shape) == len(tensor.stride)
 
 
-def _structure(
-    root: object, path: str, places: dict[str, tuple[int | None, str]]
-) -> ModelStructure:
-    """`places` maps a storage key to (absolute offset of its bytes or None, member name)."""
+@dataclass(frozen=True)
+class _Place:
+    """Where a storage's bytes are: absolute offset (None: not mappable), size, member name."""
+
+    start: int | None
+    size: int
+    member: str
+
+
+def _structure(root: object, path: str, places: dict[str, _Place]) -> ModelStructure:
     structure = ModelStructure(path, "pytorch")
     for name, tensor in _tensors(root):
-        start, member = places.get(tensor.storage.key, (None, ""))
+        place = places.get(tensor.storage.key, _Place(None, 0, ""))
+        start, member = place.start, place.member
         item = tensor.storage.itemsize
         count = math.prod(tensor.shape)
         mappable = (
             start is not None
             and item > 0
             and _contiguous(tensor)
-            and tensor.offset + count <= tensor.storage.numel
+            and tensor.offset >= 0
+            and (tensor.offset + count) * item <= place.size
         )
         structure.tensors[name] = TensorInfo(
             name,
@@ -304,12 +324,13 @@ def read_zip_checkpoint(blob: Blob, ctx: ScanContext) -> ModelStructure:
         with ctx.open(archive.member_blob(data_pkl)) as stream:
             source = ByteSource(stream, ctx.check_deadline, ctx.config.limits)
             root = _evaluate_checked(source, ctx, path)
-        places: dict[str, tuple[int | None, str]] = {}
+        places: dict[str, _Place] = {}
         with blob.open() as raw:
             for member in archive.members:
                 if member.name.startswith(f"{top}data/"):
                     key = member.name[len(f"{top}data/") :]
-                    places[key] = (_stored_data_start(raw, member, blob.size), member.name)
+                    start = _stored_data_start(raw, member, blob.size)
+                    places[key] = _Place(start, member.uncompressed_size, member.name)
     return _structure(root, path, places)
 
 
@@ -339,15 +360,16 @@ def read_legacy(blob: Blob, ctx: ScanContext) -> ModelStructure:
     if not isinstance(keys, list):
         raise DiffError(f"{path}: legacy checkpoint has no storage key list")
     storages = {t.storage.key: t.storage for _, t in _tensors(root)}
-    places: dict[str, tuple[int | None, str]] = {}
+    places: dict[str, _Place] = {}
     position: int | None = data_start
     for key in keys:
         storage = storages.get(str(key))
         if storage is None or position is None or storage.itemsize == 0:
             position = None  # an unknown storage's size is unknown: later offsets are too
             continue
-        places[str(key)] = (position + 8, f"storage {key}")
-        position += 8 + storage.numel * storage.itemsize
+        size = storage.numel * storage.itemsize
+        places[str(key)] = _Place(position + 8, size, f"storage {key}")
+        position += 8 + size
         if position > blob.size:
             raise DiffError(f"{path}: legacy storages run past the end of the file")
     return _structure(root, path, places)

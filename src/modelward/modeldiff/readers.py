@@ -60,6 +60,10 @@ def read_structure(
                 structure = reader(blob, ctx)
             except ScanAborted as exc:
                 raise DiffError(f"{path}: {exc.message}") from None
+            except DiffError:
+                raise
+            except (ValueError, RecursionError) as exc:  # a damaged field deep in a reader
+                raise DiffError(f"{path}: cannot read its structure ({exc})") from None
             structure.format = scanner.name
             problems = [f for f in ctx.result.findings if f.severity >= Severity.MEDIUM]
             return structure, problems

@@ -113,14 +113,15 @@ def _drift(ref: TensorInfo, cand: TensorInfo) -> TensorDrift:
     max_abs = 0.0
     diff_sq = 0.0
     ref_sq = 0.0
-    for start in range(0, count, CHUNK):
-        x = _widen(a[start : start + CHUNK], ref.dtype)
-        y = _widen(b[start : start + CHUNK], ref.dtype)
-        delta = y - x
-        if delta.size:
-            max_abs = max(max_abs, float(np.max(np.abs(delta))))
-        diff_sq += float(np.dot(delta, delta))
-        ref_sq += float(np.dot(x, x))
+    with np.errstate(all="ignore"):  # NaN and inf in a tensor are values to report, not errors
+        for start in range(0, count, CHUNK):
+            x = _widen(a[start : start + CHUNK], ref.dtype)
+            y = _widen(b[start : start + CHUNK], ref.dtype)
+            delta = y - x
+            if delta.size:
+                max_abs = max(max_abs, float(np.max(np.abs(delta))))
+            diff_sq += float(np.dot(delta, delta))
+            ref_sq += float(np.dot(x, x))
     rel_l2 = math.sqrt(diff_sq / ref_sq) if ref_sq > 0 else (math.inf if diff_sq > 0 else 0.0)
     changed = diff_sq > 0 or math.isnan(diff_sq)
     return TensorDrift(ref.name, count, changed, max_abs, rel_l2)

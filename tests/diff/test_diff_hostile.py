@@ -1,0 +1,84 @@
+"""Hostile input to the diff readers: damaged files are a `DiffError`, never a crash or a hang,
+and nothing in them runs."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+import modelward
+from fixtures.diff_models import (
+    onnx_classifier,
+    safetensors_of_torch_model,
+    torch_state_dict,
+)
+from modelward.config import ScanConfig
+from modelward.findings import ScanResult
+from modelward.formats.base import ScanContext
+from modelward.modeldiff import DiffError
+from modelward.modeldiff._torch import _Dict, _evaluate, _tensors
+from modelward.pickle.walker import ByteSource, PickleDamage
+
+_WORK = Path(tempfile.mkdtemp(prefix="modelward-diff-hostile-"))
+_SEEDS = {
+    "pt": torch_state_dict(_WORK / "seed.pt").read_bytes(),
+    "legacy": torch_state_dict(_WORK / "seed_legacy.pt", legacy=True).read_bytes(),
+    "onnx": onnx_classifier(_WORK / "seed.onnx", trigger=True).read_bytes(),
+    "safetensors": safetensors_of_torch_model(_WORK / "seed.safetensors").read_bytes(),
+}
+_REFERENCE = torch_state_dict(_WORK / "reference.pt")
+
+
+def _ctx() -> ScanContext:
+    return ScanContext(config=ScanConfig(), result=ScanResult("x"), dispatch=lambda b, c: "")
+
+
+@given(st.binary(max_size=2048))
+def test_pickle_machine_survives_any_bytes(data: bytes) -> None:
+    ctx = _ctx()
+    source = ByteSource(io.BytesIO(data), ctx.check_deadline, ctx.config.limits)
+    try:
+        value = _evaluate(source, ctx)
+    except (DiffError, PickleDamage) as exc:
+        assert str(exc)  # a reason a person can read
+    else:
+        # Random bytes never spell a storage-backed `_rebuild_tensor_v2` call.
+        assert list(_tensors(value)) == []
+
+
+def test_self_referencing_pickle_is_walked_once() -> None:
+    """A dict holding itself twice per level would be 2**64 paths if walked naively."""
+    root = _Dict()
+    root["a"] = root
+    root["b"] = [root, (root,)]
+    assert list(_tensors(root)) == []
+
+
+@given(
+    st.sampled_from(sorted(_SEEDS)),
+    st.lists(st.tuples(st.integers(0, 2**20), st.integers(0, 255)), min_size=1, max_size=8),
+    st.integers(0, 2**20),
+)
+def test_damaged_models_are_diff_errors_or_diffs(
+    kind: str, edits: list[tuple[int, int]], cut: int
+) -> None:
+    data = bytearray(_SEEDS[kind])
+    for at, value in edits:
+        data[at % len(data)] = value
+    data = data[: max(1, len(data) - cut % 64)] if cut % 3 == 0 else data
+    with tempfile.TemporaryDirectory(dir=_WORK) as folder:
+        candidate = Path(folder) / f"candidate.{kind}"
+        candidate.write_bytes(bytes(data))
+        try:
+            result = modelward.diff(_REFERENCE, candidate, weights=True)
+        except DiffError:
+            return
+        assert result.verdict in (
+            "identical",
+            "weights only (fine-tune-like)",
+            "architecture changed",
+        )
