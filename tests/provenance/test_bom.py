@@ -189,3 +189,29 @@ def test_models_with_the_same_name_get_distinct_refs(tmp_path: Path) -> None:
     assert_valid(doc)
     refs = [m["bom-ref"] for m in _by_type(doc, "machine-learning-model")]
     assert refs == ["model:model", "model:model#2"]
+
+
+def test_scan_puts_folder_findings_on_the_model(tmp_path: Path) -> None:
+    """`auto_map` code paths are a finding on the folder, so on the model component."""
+    folder = write_model_folder(tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config["auto_map"] = {"AutoModel": "../../evil.Model"}
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    doc = build_bom(folder, scan=True)
+    assert_valid(doc)
+    (model,) = _by_type(doc, "machine-learning-model")
+    assert _props(model, "modelward:scan:verdict") == ["high"]
+    assert any("MW-HF-CODE-PATH" in f for f in _props(model, "modelward:scan:finding"))
+    clean = write_model_folder(tmp_path / "clean")
+    (model,) = _by_type(build_bom(clean, scan=True), "machine-learning-model")
+    assert _props(model, "modelward:scan:verdict") == ["clean"]
+
+
+def test_loose_file_is_a_model_by_its_bytes(tmp_path: Path) -> None:
+    (tmp_path / "weights.dat").write_bytes(call_system_p4())  # a pickle under another name
+    (tmp_path / "notes.md").write_text("# notes\n", encoding="utf-8")
+    doc = build_bom(tmp_path)
+    assert_valid(doc)
+    (model,) = _by_type(doc, "machine-learning-model")
+    assert model["name"] == "weights.dat"
+    assert _props(model, "modelward:format") == ["pickle"]

@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from modelward.config import ScanConfig
-from modelward.findings import ScanResult
-from modelward.folders import CACHE_PREFIXES, MAX_CONFIG_BYTES, WEIGHT_SUFFIXES
+from modelward.findings import Finding, ScanReport, ScanResult, Severity
+from modelward.folders import CACHE_PREFIXES, FOLDER_FORMAT, MAX_CONFIG_BYTES, WEIGHT_SUFFIXES
 from modelward.integrity.manifest import Manifest, hash_model
 
 SPEC_VERSION = "1.6"
 #: Scanner formats that are not weights: a loose file with one of them is not a model.
-NOT_MODEL_FORMATS = frozenset({"text", "empty", "python-source", "unreadable"})
+NOT_MODEL_FORMATS = frozenset({"text", "empty", "python-source", "unreadable", "unknown"})
 _HF_REVISION = re.compile(r"[0-9a-f]{40}")
 _MAPPING_ITEM = re.compile(r"[\w-]+:(\s|$)")
 _REQUIREMENT = re.compile(
@@ -185,21 +185,28 @@ def _entry(root: Path) -> ModelEntry:
     return ModelEntry(root, hub_id or root.name, card, hub_id, revision)
 
 
-def find_models(path: Path) -> list[ModelEntry]:
-    """The models under `path`: the file, the HF folder, or each model folder and loose weight."""
+def find_models(path: Path, config: ScanConfig | None = None) -> list[ModelEntry]:
+    """The models under `path`: the file, the HF folder, or each model folder and loose weight.
+
+    A loose file is a model when its name says weights or its bytes are a model format
+    (a pickle named `weights.dat` is inventoried too).
+    """
+    from modelward.scanner import SKIPPED_DIRS, scan_file
+
     if not path.exists():
         raise BomError(f"{path}: no such file or directory")
     if path.is_file() or (path / "config.json").is_file():
         return [_entry(path)]
     models: list[ModelEntry] = []
     for child in sorted(path.iterdir()):
-        if child.name.startswith("."):
+        if child.name.startswith(".") or child.name in SKIPPED_DIRS:
             continue
         if child.is_dir():
-            models += (
-                find_models(child) if not (child / "config.json").is_file() else [_entry(child)]
-            )
-        elif child.suffix.lower() in WEIGHT_SUFFIXES:
+            is_model = (child / "config.json").is_file()
+            models += [_entry(child)] if is_model else find_models(child, config)
+        elif child.suffix.lower() in WEIGHT_SUFFIXES or (
+            scan_file(child, config or ScanConfig()).format not in NOT_MODEL_FORMATS
+        ):
             models.append(_entry(child))
     return models
 
@@ -274,7 +281,7 @@ def _model_files(
         if result is not None:
             props.append(Property(name="modelward:format", value=result.format))
             if scan:
-                props += _verdict(result)
+                props += _verdict(result.findings)
         yield Component(
             type=ComponentType.FILE,
             name=e.path,
@@ -284,30 +291,51 @@ def _model_files(
         )
 
 
-def _verdict(result: ScanResult) -> list[Any]:
+def _verdict(findings: list[Finding], worst: Severity | None = None) -> list[Any]:
+    """`modelward:scan:verdict` (the worst severity, or `clean`) and one property per finding."""
     from cyclonedx.model import Property
 
-    top = result.max_severity
+    top = max([f.severity for f in findings] + ([worst] if worst is not None else []), default=None)
     props = [Property(name="modelward:scan:verdict", value=top.label if top else "clean")]
     props += [
         Property(
             name="modelward:scan:finding",
             value=f"{f.severity.label} {f.rule_id} {f.location}: {f.message}",
         )
-        for f in result.findings
+        for f in findings
     ]
     return props
 
 
-def _scan_results(entry: ModelEntry, config: ScanConfig) -> dict[str, ScanResult]:
-    """Each file's scan result, keyed by its name inside the model (`.` for a single file)."""
-    from modelward.scanner import iter_files, scan_file
+def _scan_results(
+    entry: ModelEntry, config: ScanConfig
+) -> tuple[dict[str, ScanResult], ScanReport]:
+    """Each file's result keyed by its name inside the model, and the whole report.
 
+    The report also holds the folder-level results (`hf-model-folder`: `auto_map` code,
+    chat templates), which belong to the model rather than to one file.
+    """
+    from modelward.scanner import scan_paths
+
+    report = scan_paths([entry.root], config)
     if entry.root.is_file():
-        return {entry.root.name: scan_file(entry.root, config)}
-    return {
-        p.relative_to(entry.root).as_posix(): scan_file(p, config) for p in iter_files([entry.root])
+        return {entry.root.name: report.results[0]}, report
+    files = {
+        Path(r.path).relative_to(entry.root).as_posix(): r
+        for r in report.results
+        if r.format != FOLDER_FORMAT
     }
+    return files, report
+
+
+def _model_verdict(report: ScanReport, single: bool) -> list[Any]:
+    """The model's verdict over all its files; findings listed are the model-level ones.
+
+    Findings on a file are on that file's component; a single-file model lists its own.
+    """
+    own = [r for r in report.results if single or r.format == FOLDER_FORMAT]
+    worst = max((f.severity for f in report.findings), default=None)
+    return _verdict([f for r in own for f in r.findings], worst)
 
 
 def _purl(entry: ModelEntry) -> Any:
@@ -343,12 +371,10 @@ def _model_component(
 
     links = entry.hub_id is not None
     manifest = hash_model(entry.root, allow_symlinks=links)
-    results = _scan_results(entry, config)
+    results, report = _scan_results(entry, config)
     card = entry.card
     props = [Property(name="modelward:manifest-digest", value=manifest.digest())]
-    formats = sorted(
-        {r.format for r in results.values() if r.format not in NOT_MODEL_FORMATS} - {"unknown"}
-    )
+    formats = sorted({r.format for r in results.values() if r.format not in NOT_MODEL_FORMATS})
     if formats:
         props.append(Property(name="modelward:format", value=", ".join(formats)))
     props += [Property(name="huggingface:language", value=lang) for lang in card.languages]
@@ -368,7 +394,7 @@ def _model_component(
             else None
         ),
         licenses=[LicenseFactory().make_from_string(card.license)] if card.license else None,
-        properties=props + (_verdict(results[entry.root.name]) if single and scan else []),
+        properties=props + (_model_verdict(report, single) if scan else []),
         components=None if single else list(_model_files(ref, manifest, results, scan)),
         pedigree=(
             Pedigree(
@@ -420,7 +446,7 @@ def build_bom(
     )
     built = _Built(bom)
     datasets: dict[str, Any] = {}
-    for entry in find_models(path):
+    for entry in find_models(path, config):
         bom.components.add(_model_component(entry, config, scan, built, datasets))
     for dataset in datasets.values():
         bom.components.add(dataset)
