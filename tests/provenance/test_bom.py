@@ -215,3 +215,21 @@ def test_loose_file_is_a_model_by_its_bytes(tmp_path: Path) -> None:
     (model,) = _by_type(doc, "machine-learning-model")
     assert model["name"] == "weights.dat"
     assert _props(model, "modelward:format") == ["pickle"]
+
+
+def test_bom_refs_are_unique_when_models_share_a_base_and_datasets(tmp_path: Path) -> None:
+    write_model_folder(tmp_path / "a")
+    write_model_folder(tmp_path / "b")
+    doc = build_bom(tmp_path)
+    assert_valid(doc)
+    refs: list[str] = []
+
+    def collect(components: list[dict[str, Any]]) -> None:
+        for c in components:
+            refs.append(c["bom-ref"])
+            collect(c.get("components", []))
+            collect(c.get("pedigree", {}).get("ancestors", []))
+
+    collect(doc["components"])
+    assert len(refs) == len(set(refs))
+    assert sum(c["type"] == "data" for c in doc["components"]) == 2  # shared, not repeated

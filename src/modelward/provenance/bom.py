@@ -26,7 +26,6 @@ from modelward.findings import Finding, ScanReport, ScanResult, Severity
 from modelward.folders import CACHE_PREFIXES, FOLDER_FORMAT, MAX_CONFIG_BYTES, WEIGHT_SUFFIXES
 from modelward.integrity.manifest import Manifest, hash_model
 
-SPEC_VERSION = "1.6"
 #: Scanner formats that are not weights: a loose file with one of them is not a model.
 NOT_MODEL_FORMATS = frozenset({"text", "empty", "python-source", "unreadable", "unknown"})
 _HF_REVISION = re.compile(r"[0-9a-f]{40}")
@@ -147,7 +146,7 @@ def read_model_card(folder: Path) -> ModelCard:
     if text is not None:
         try:
             config = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # hostile nesting reads as no config
             config = None
     if isinstance(config, dict):
         card.architectures = _strings(config.get("architectures"))
@@ -254,7 +253,8 @@ def installed_packages() -> list[PythonPackage]:
 
 @dataclass
 class _Built:
-    bom: Any
+    """What the library cannot hold (model cards) and the `bom-ref`s given out so far."""
+
     cards: dict[str, dict[str, Any]] = field(default_factory=dict)  # bom-ref -> modelCard
     refs: set[str] = field(default_factory=set)
 
@@ -285,7 +285,7 @@ def _model_files(
         yield Component(
             type=ComponentType.FILE,
             name=e.path,
-            bom_ref=f"{ref}/{e.path}",
+            bom_ref=f"{ref}#file:{e.path}",
             hashes=[HashType(alg=HashAlgorithm.SHA_256, content=e.digest.hex())],
             properties=props,
         )
@@ -347,7 +347,7 @@ def _purl(entry: ModelEntry) -> Any:
     return PackageURL(type="huggingface", namespace=org or None, name=name, version=entry.revision)
 
 
-def _hub_component(hub_id: str, kind: Any) -> Any:
+def _hub_component(hub_id: str, kind: Any, ref: str | None = None) -> Any:
     """A model or dataset named by a hub id; only models have a purl type (`huggingface`)."""
     from cyclonedx.model.component import Component, ComponentType
     from packageurl import PackageURL
@@ -357,7 +357,7 @@ def _hub_component(hub_id: str, kind: Any) -> Any:
     return Component(
         type=kind,
         name=hub_id,
-        bom_ref=f"{kind.value}:{hub_id}",
+        bom_ref=ref or f"{kind.value}:{hub_id}",
         purl=purl if kind is ComponentType.MACHINE_LEARNING_MODEL else None,
     )
 
@@ -399,7 +399,7 @@ def _model_component(
         pedigree=(
             Pedigree(
                 ancestors=[
-                    _hub_component(b, ComponentType.MACHINE_LEARNING_MODEL)
+                    _hub_component(b, ComponentType.MACHINE_LEARNING_MODEL, f"{ref}#base:{b}")
                     for b in card.base_models
                 ]
             )
@@ -444,7 +444,7 @@ def build_bom(
     bom.metadata.tools.components.add(
         Component(type=ComponentType.APPLICATION, name="modelward", version=__version__)
     )
-    built = _Built(bom)
+    built = _Built()
     datasets: dict[str, Any] = {}
     for entry in find_models(path, config):
         bom.components.add(_model_component(entry, config, scan, built, datasets))
