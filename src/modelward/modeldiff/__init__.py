@@ -73,6 +73,7 @@ class DiffResult:
             path=self.candidate.path,
             format=f"diff {self.reference.format} -> {self.candidate.format}",
             findings=list(self.findings),
+            seconds=self.seconds,
         )
         return ScanReport([result], seconds=self.seconds)
 
@@ -118,7 +119,6 @@ def _drift_findings(drifts: list[TensorDrift], path: str) -> list[Finding]:
                 severity,
                 Location(path),
                 f"tensor {drift.name!r} values changed: {numbers}",
-                evidence=numbers,
                 technique=ATLAS_MODIFY_ARCHITECTURE,
             )
         )

@@ -293,5 +293,4 @@ def _compare_cones(
             Severity.CRITICAL,
             f"model output {output!r} now depends on {len(labels)} node(s)/tensor(s) it did not"
             f" depend on in the reference: {_listed(labels)}",
-            evidence=_listed(labels),
         )
