@@ -19,6 +19,7 @@ from modelward.cli import keygen as keygen_command
 from modelward.cli import lock as lock_command
 from modelward.cli import names as names_command
 from modelward.cli import scan as scan_command
+from modelward.cli import scan_model as scan_model_command
 from modelward.cli import sign as sign_command
 from modelward.cli import verify as verify_command
 
@@ -38,6 +39,7 @@ COMMANDS = (
     names_command,
     diff_command,
     gate_command,
+    scan_model_command,
 )
 
 

@@ -1,0 +1,52 @@
+"""Behavioural checks: backdoored models and poisoned data (MITRE ATLAS AML.M0008).
+
+Needs the optional extra: `pip install 'modelward[behaviour]'` (torch). Unlike the static
+scanner these checks *run* the model, so scan a model file statically first. Names resolve on
+first use, so importing this package (or `modelward`) never imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_LAZY = {
+    "scan_model": "modelward.behaviour.model_scan",
+    "ModelVerdict": "modelward.behaviour.model_scan",
+    "LabelResult": "modelward.behaviour.model_scan",
+    "ScanSettings": "modelward.behaviour.model_scan",
+    "calibrate": "modelward.behaviour.model_scan",
+    "model_scores": "modelward.behaviour.model_scan",
+    "DEFAULT_THRESHOLD": "modelward.behaviour.model_scan",
+    "Strip": "modelward.behaviour.strip",
+}
+
+if TYPE_CHECKING:
+    from modelward.behaviour.model_scan import (
+        DEFAULT_THRESHOLD,
+        LabelResult,
+        ModelVerdict,
+        ScanSettings,
+        calibrate,
+        model_scores,
+        scan_model,
+    )
+    from modelward.behaviour.strip import Strip
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'modelward.behaviour' has no attribute {name!r}")
+
+
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "LabelResult",
+    "ModelVerdict",
+    "ScanSettings",
+    "Strip",
+    "calibrate",
+    "model_scores",
+    "scan_model",
+]
