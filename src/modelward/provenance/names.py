@@ -141,9 +141,6 @@ class KnownNames:
                 for variant in _deletions(key[:INDEX_PREFIX], max_distance(len(key))):
                     self._index.setdefault(variant, []).append(key)
 
-    def __contains__(self, name: str) -> bool:
-        return fold(name) in self.names
-
     def nearest(self, name: str) -> tuple[str, int] | None:
         """The closest known name within its typo distance of `name` (never `name` itself)."""
         key = fold(name)
