@@ -233,3 +233,9 @@ def test_bom_refs_are_unique_when_models_share_a_base_and_datasets(tmp_path: Pat
     collect(doc["components"])
     assert len(refs) == len(set(refs))
     assert sum(c["type"] == "data" for c in doc["components"]) == 2  # shared, not repeated
+
+
+def test_cli_unwritable_output_is_an_error(tmp_path: Path) -> None:
+    folder = write_model_folder(tmp_path / "m")
+    assert main(["bom", str(folder), "-o", str(tmp_path / "no" / "such" / "bom.json")]) == 2
+    assert main(["bom", str(folder), "-r", str(tmp_path / "missing.txt")]) == 2

@@ -63,8 +63,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"modelward: {exc}", file=sys.stderr)
         return 2
     text = json.dumps(doc, indent=2) + "\n"
-    if args.output:
-        args.output.write_text(text, encoding="utf-8")
-    else:
+    if not args.output:
         sys.stdout.write(text)
+        return 0
+    try:
+        args.output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(f"modelward: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     return 0

@@ -94,7 +94,11 @@ def run(args: argparse.Namespace) -> int:
     report.seconds = time.monotonic() - start
     render = RENDERERS[args.format]
     if args.output:
-        args.output.write_text(render(report), encoding="utf-8")
+        try:
+            args.output.write_text(render(report), encoding="utf-8")
+        except OSError as exc:
+            print(f"modelward: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
     else:
         sys.stdout.write(render(report, terminal=sys.stdout.isatty()))
     return 1 if report.has_findings_at(threshold) else 0
