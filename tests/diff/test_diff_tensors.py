@@ -184,6 +184,7 @@ def test_gguf_weight_drift_plain_and_quantised(tmp_path: Path) -> None:
     drift = {d.name: d for d in result.drift or []}
     assert drift["w"].max_abs == pytest.approx(0.5)
     assert not drift["q"].changed and drift["q"].max_abs is None
+    assert result.reference.tensors["q"].dtype == "Q8_0"
     assert result.verdict == WEIGHTS_ONLY
 
 

@@ -17,6 +17,19 @@ _PLAIN_TYPES = {
     28: "F64",
     30: "BF16",
 }
+#: Common quantised ggml types by their llama.cpp names (their bytes are compared raw).
+_QUANT_TYPES = {
+    2: "Q4_0",
+    3: "Q4_1",
+    6: "Q5_0",
+    7: "Q5_1",
+    8: "Q8_0",
+    10: "Q2_K",
+    11: "Q3_K",
+    12: "Q4_K",
+    13: "Q5_K",
+    14: "Q6_K",
+}
 
 
 def read(blob: Blob, ctx: ScanContext) -> ModelStructure:
@@ -30,10 +43,15 @@ def read(blob: Blob, ctx: ScanContext) -> ModelStructure:
         usable = entry.nbytes is not None and entry.offset + entry.nbytes <= blob.size
         structure.tensors[entry.name] = TensorInfo(
             entry.name,
-            _PLAIN_TYPES.get(entry.ggml_type, f"GGML_{entry.ggml_type}"),
+            _type_name(entry.ggml_type),
             entry.dims,
             path,
             entry.offset if usable else None,
             entry.nbytes if usable else None,
         )
     return structure
+
+
+def _type_name(ggml_type: int) -> str:
+    known = _PLAIN_TYPES.get(ggml_type) or _QUANT_TYPES.get(ggml_type)
+    return known or f"GGML_TYPE_{ggml_type}"
