@@ -70,8 +70,11 @@ class _WireField:
     start: int
 
 
-class _FileMessage:
-    """Iterates the fields of a message occupying `[start, end)` of a seekable stream."""
+class FileMessage:
+    """Iterates the fields of a message occupying `[start, end)` of a seekable stream.
+
+    Public because `modelward diff` reads ONNX graphs with the same bounded walker.
+    """
 
     def __init__(self, stream: BinaryIO, start: int, end: int) -> None:
         self.stream = stream
@@ -115,15 +118,17 @@ class _FileMessage:
     def payload(self, f: _WireField, limit: int) -> bytes:
         """The bytes of a length-delimited field, refusing more than `limit`."""
         if f.value > limit:
-            raise _TooLarge(f.value, f.start)
+            raise MessageTooLarge(f.value, f.start)
         self.stream.seek(f.start)
         return self.stream.read(f.value)
 
-    def sub(self, f: _WireField) -> _FileMessage:
-        return _FileMessage(self.stream, f.start, f.start + f.value)
+    def sub(self, f: _WireField) -> FileMessage:
+        return FileMessage(self.stream, f.start, f.start + f.value)
 
 
-class _TooLarge(Exception):
+class MessageTooLarge(Exception):
+    """A field is over the caller's size limit (the header limit, for nodes and tensors)."""
+
     def __init__(self, size: int, offset: int) -> None:
         super().__init__(size)
         self.size = size
@@ -234,7 +239,7 @@ class _Walk:
         from google.protobuf.message import DecodeError
 
         model = _Model()
-        top = _FileMessage(self.stream, 0, self.blob.size)
+        top = FileMessage(self.stream, 0, self.blob.size)
         try:
             self._read_top(top, model)
             for function in model.functions:
@@ -256,7 +261,7 @@ class _Walk:
             self._malformed(str(exc))
         except DecodeError as exc:
             self._malformed(f"a message does not decode ({exc})")
-        except _TooLarge as exc:
+        except MessageTooLarge as exc:
             self.out.report(
                 "MW-ONNX-TOO-LARGE",
                 Severity.MEDIUM,
@@ -270,7 +275,7 @@ class _Walk:
             "MW-ONNX-MALFORMED", Severity.MEDIUM, f"ONNX protobuf is malformed: {problem}"
         )
 
-    def _read_top(self, top: _FileMessage, model: _Model) -> None:
+    def _read_top(self, top: FileMessage, model: _Model) -> None:
         import onnx
 
         for f in top.fields(self.ctx):
@@ -286,12 +291,16 @@ class _Walk:
             elif f.number == 7:
                 model.graphs.append(f)
             elif f.number == 8:
-                opset = _parse(onnx.OperatorSetIdProto, top.payload(f, self.limit))
+                opset = parse_message(onnx.OperatorSetIdProto, top.payload(f, self.limit))
                 model.opsets.append(f"{opset.domain or 'ai.onnx'}:{opset.version}")
             elif f.number == 20:
-                model.training.append(_parse(onnx.TrainingInfoProto, top.payload(f, self.limit)))
+                model.training.append(
+                    parse_message(onnx.TrainingInfoProto, top.payload(f, self.limit))
+                )
             elif f.number == 25:
-                model.functions.append(_parse(onnx.FunctionProto, top.payload(f, self.limit)))
+                model.functions.append(
+                    parse_message(onnx.FunctionProto, top.payload(f, self.limit))
+                )
 
     def _note(self, model: _Model) -> None:
         self.out.report(
@@ -301,7 +310,7 @@ class _Walk:
             f" opsets {', '.join(model.opsets[:20]) or 'none'}",
         )
 
-    def _walk_graph(self, graph: _FileMessage, where: str) -> None:
+    def _walk_graph(self, graph: FileMessage, where: str) -> None:
         """The main graph, from the file: nodes parsed one by one, tensor payloads skipped."""
         import onnx
 
@@ -309,7 +318,7 @@ class _Walk:
             if f.wire_type != LEN:
                 continue
             if f.number == _GRAPH_NODE:
-                node = _parse(onnx.NodeProto, graph.payload(f, self.limit))
+                node = parse_message(onnx.NodeProto, graph.payload(f, self.limit))
                 self._check_node(node, where, 0)
             elif f.number == _GRAPH_INITIALIZER:
                 self._walk_tensor(graph.sub(f), where)
@@ -319,7 +328,7 @@ class _Walk:
                     if part.number in (_SPARSE_VALUES, _SPARSE_INDICES) and part.wire_type == LEN:
                         self._walk_tensor(sparse.sub(part), where)
 
-    def _walk_tensor(self, tensor: _FileMessage, where: str) -> None:
+    def _walk_tensor(self, tensor: FileMessage, where: str) -> None:
         """A TensorProto from the file, reading only its name and external-data fields."""
         import onnx
 
@@ -328,7 +337,9 @@ class _Walk:
             if f.number == _TENSOR_NAME and f.wire_type == LEN:
                 name = tensor.payload(f, self.limit)[:_EVIDENCE_CHARS].decode("utf-8", "replace")
             elif f.number == _TENSOR_EXTERNAL_DATA and f.wire_type == LEN:
-                external.append(_parse(onnx.StringStringEntryProto, tensor.payload(f, self.limit)))
+                external.append(
+                    parse_message(onnx.StringStringEntryProto, tensor.payload(f, self.limit))
+                )
             elif f.number == _TENSOR_DATA_LOCATION and f.wire_type == VARINT:
                 location = f.value
         self._check_external(name, {e.key: e.value for e in external}, location, where)
@@ -432,7 +443,7 @@ class _Walk:
 
     def _resolve_external(self, location: str, label: str) -> int | None:
         evidence = location[:_EVIDENCE_CHARS]
-        escape = _escapes_folder(location)
+        escape = escapes_folder(location)
         if escape is not None:
             self.out.report(
                 "MW-ONNX-EXTERNAL-PATH",
@@ -476,7 +487,7 @@ class _Walk:
         return None
 
 
-def _escapes_folder(location: str) -> str | None:
+def escapes_folder(location: str) -> str | None:
     """How an external-data path leaves the model's folder, or None when it stays inside."""
     if "\x00" in location:
         return "a path with a NUL byte"
@@ -491,7 +502,7 @@ def _escapes_folder(location: str) -> str | None:
     return None
 
 
-def _parse(message_class: type[Message], data: bytes) -> Any:
+def parse_message(message_class: type[Message], data: bytes) -> Any:
     message = message_class()
     message.ParseFromString(data)
     return message

@@ -18,10 +18,10 @@ from modelward.formats._protowire import LEN, VARINT, ProtoError, read_varint
 from modelward.formats.base import Blob, ScanContext
 from modelward.formats.onnx import (
     MAX_SUBGRAPH_DEPTH,
-    _escapes_folder,
-    _FileMessage,
-    _parse,
-    _TooLarge,
+    FileMessage,
+    MessageTooLarge,
+    escapes_folder,
+    parse_message,
 )
 from modelward.modeldiff.structure import DiffError, GraphNode, ModelStructure, TensorInfo
 
@@ -57,7 +57,7 @@ def read(blob: Blob, ctx: ScanContext) -> ModelStructure:
     path = str(blob.fs_path or blob.location.path)
     structure = ModelStructure(path, "onnx")
     with ctx.open(blob) as stream:
-        top = _FileMessage(stream, 0, blob.size)
+        top = FileMessage(stream, 0, blob.size)
         try:
             graphs = [f for f in top.fields(ctx) if f.number == _MODEL_GRAPH and f.wire_type == LEN]
             if len(graphs) != 1:
@@ -65,7 +65,7 @@ def read(blob: Blob, ctx: ScanContext) -> ModelStructure:
             _read_graph(top.sub(graphs[0]), structure, blob, ctx)
         except (ProtoError, DecodeError) as exc:
             raise DiffError(f"{path}: ONNX protobuf is malformed ({exc})") from None
-        except _TooLarge as exc:
+        except MessageTooLarge as exc:
             raise DiffError(
                 f"{path}: a {exc.size}-byte node or tensor description is over the header limit"
             ) from None
@@ -73,7 +73,7 @@ def read(blob: Blob, ctx: ScanContext) -> ModelStructure:
 
 
 def _read_graph(
-    graph: _FileMessage, structure: ModelStructure, blob: Blob, ctx: ScanContext
+    graph: FileMessage, structure: ModelStructure, blob: Blob, ctx: ScanContext
 ) -> None:
     import onnx
 
@@ -84,7 +84,7 @@ def _read_graph(
         if f.wire_type != LEN:
             continue
         if f.number == _GRAPH_NODE:
-            node = _parse(onnx.NodeProto, graph.payload(f, limit))
+            node = parse_message(onnx.NodeProto, graph.payload(f, limit))
             structure.nodes.append(_node(node))
         elif f.number == _GRAPH_INITIALIZER:
             tensor = _tensor(graph.sub(f), blob, ctx)
@@ -105,7 +105,7 @@ def _read_graph(
     structure.outputs = tuple(outputs)
 
 
-def _tensor(message: _FileMessage, blob: Blob, ctx: ScanContext) -> TensorInfo:
+def _tensor(message: FileMessage, blob: Blob, ctx: ScanContext) -> TensorInfo:
     import onnx
 
     limit = ctx.config.limits.max_header_bytes
@@ -128,7 +128,7 @@ def _tensor(message: _FileMessage, blob: Blob, ctx: ScanContext) -> TensorInfo:
         elif f.number in (_T_RAW, _T_FLOATS, _T_DOUBLES) and f.wire_type == LEN:
             inline[f.number] = (f.start, f.value)
         elif f.number == _T_EXTERNAL and f.wire_type == LEN:
-            entry = _parse(onnx.StringStringEntryProto, message.payload(f, limit))
+            entry = parse_message(onnx.StringStringEntryProto, message.payload(f, limit))
             external[entry.key] = entry.value
     dtype = _DTYPES.get(data_type, f"ONNX_{data_type}")
     path = str(blob.fs_path or blob.location.path)
@@ -147,7 +147,7 @@ def _external(
     """An initializer in an external file, mapped only when the file stays in the model's folder."""
     location = entries.get("location", "")
     unmapped = TensorInfo(name, dtype, dims, str(blob.fs_path or blob.location.path))
-    if blob.fs_path is None or not location or _escapes_folder(location) is not None:
+    if blob.fs_path is None or not location or escapes_folder(location) is not None:
         return unmapped
     folder = Path(os.path.realpath(blob.fs_path.parent))
     target = Path(os.path.realpath(folder / location))
