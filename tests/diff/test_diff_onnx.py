@@ -16,6 +16,7 @@ from fixtures.diff_models import (
     classifier_weights,
     fine_tuned_weights,
     onnx_classifier,
+    onnx_loop_pair,
 )
 from modelward.findings import ATLAS_MODIFY_ARCHITECTURE, Severity
 from modelward.modeldiff import ARCHITECTURE_CHANGED, IDENTICAL, WEIGHTS_ONLY
@@ -133,3 +134,14 @@ def test_changed_attribute_is_reported(tmp_path: Path) -> None:
     assert "axis: 1 -> 2" in changed[0].message
     # Flatten reads the model input: a changed pre-processing op is high.
     assert changed[0].severity == Severity.HIGH
+
+
+def test_change_inside_a_loop_body_reading_the_outer_graph(tmp_path: Path) -> None:
+    reference, candidate = onnx_loop_pair(tmp_path)
+    result = modelward.diff(reference, candidate)
+    changed = [f.message for f in result.findings if f.rule_id == "MW-DIFF-NODE-CHANGED"]
+    assert len(changed) == 1
+    assert "body:" in changed[0] and "Add" in changed[0] and "secret" in changed[0]
+    assert result.changes.tensors_added == ["secret"]
+    # The body reads `secret` from the enclosing graph, so the output now depends on it.
+    assert result.changes.rewired_outputs == {"Z": ["secret"]}
