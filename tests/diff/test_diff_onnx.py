@@ -145,3 +145,18 @@ def test_change_inside_a_loop_body_reading_the_outer_graph(tmp_path: Path) -> No
     assert result.changes.tensors_added == ["secret"]
     # The body reads `secret` from the enclosing graph, so the output now depends on it.
     assert result.changes.rewired_outputs == {"Z": ["secret"]}
+
+
+def test_external_data_initializers_are_mapped_for_weights(tmp_path: Path) -> None:
+    from fixtures.onnx_models import benign_external_data
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = benign_external_data(tmp_path / "a" / "m.onnx")
+    b = benign_external_data(tmp_path / "b" / "m.onnx")
+    result = modelward.diff(a, b, weights=True)
+    assert result.verdict == IDENTICAL
+    assert result.not_compared == []
+    assert result.drift and all(not d.changed for d in result.drift)
+    external = [t for t in result.candidate.tensors.values() if t.member is not None]
+    assert external and all(Path(t.file).parent == tmp_path / "b" for t in external)

@@ -72,7 +72,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = diff(args.reference, args.candidate, weights=args.weights)
     except (DiffError, OSError) as exc:
-        message = str(exc) if isinstance(exc, DiffError) else f"{exc.filename}: {exc.strerror}"
+        if isinstance(exc, DiffError):
+            message = str(exc)
+        else:
+            message = f"{exc.filename or args.candidate}: {exc.strerror or exc}"
         print(f"modelward: {message}", file=sys.stderr)
         return EXIT_ERROR
     report = result.to_report()
