@@ -7,12 +7,15 @@ import io
 import tempfile
 from pathlib import Path
 
+import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import modelward
 from fixtures.diff_models import (
     onnx_classifier,
+    safetensors_file,
     safetensors_of_torch_model,
     torch_state_dict,
 )
@@ -82,3 +85,55 @@ def test_damaged_models_are_diff_errors_or_diffs(
             "weights only (fine-tune-like)",
             "architecture changed",
         )
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["class_name", "config", "layers", "input_layers", "output_layers"]),
+        _JSON,
+    ),
+    st.lists(_JSON, max_size=4),
+)
+def test_keras_configs_of_any_shape(top: dict[str, object], layers: list[object]) -> None:
+    import json
+    import zipfile
+
+    config = dict(top)
+    config["config"] = {"layers": layers, **top}
+    with tempfile.TemporaryDirectory(dir=_WORK) as folder:
+        path = Path(folder) / "m.keras"
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("config.json", json.dumps(config))
+        try:
+            result = modelward.diff(path, path)
+        except DiffError as exc:
+            assert "config.json" in str(exc) or "layer" in str(exc)
+        else:
+            assert result.verdict == "identical"
+
+
+def test_weights_are_compared_chunk_by_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunk boundaries do not change the numbers (a 7-element chunk over 1000 elements)."""
+    from modelward.modeldiff import weights
+
+    rng = np.random.default_rng(0)
+    a = {"w": rng.standard_normal(1000).astype(np.float32)}
+    b = {"w": (a["w"] + rng.standard_normal(1000).astype(np.float32) * 0.1).astype(np.float32)}
+    left = safetensors_file(tmp_path / "a.safetensors", a)
+    right = safetensors_file(tmp_path / "b.safetensors", b)
+    monkeypatch.setattr(weights, "CHUNK", 7)
+    (drift,) = modelward.diff(left, right, weights=True).drift or []
+    x, y = a["w"].astype(np.float64), b["w"].astype(np.float64)
+    assert drift.max_abs == pytest.approx(np.max(np.abs(y - x)))
+    assert drift.rel_l2 == pytest.approx(np.linalg.norm(y - x) / np.linalg.norm(x))
