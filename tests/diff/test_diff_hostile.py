@@ -137,3 +137,20 @@ def test_weights_are_compared_chunk_by_chunk(
     x, y = a["w"].astype(np.float64), b["w"].astype(np.float64)
     assert drift.max_abs == pytest.approx(np.max(np.abs(y - x)))
     assert drift.rel_l2 == pytest.approx(np.linalg.norm(y - x) / np.linalg.norm(x))
+
+
+def test_pickle_machine_memory_is_bounded() -> None:
+    """A list of a million ints is refused under a small `max_pickle_bytes`."""
+    import pickle
+
+    from modelward.config import Limits
+
+    data = pickle.dumps(list(range(1_000_000)), protocol=2)
+    ctx = ScanContext(
+        config=ScanConfig(limits=Limits(max_pickle_bytes=1_000_000)),
+        result=ScanResult("x"),
+        dispatch=lambda b, c: "",
+    )
+    source = ByteSource(io.BytesIO(data), ctx.check_deadline, ctx.config.limits)
+    with pytest.raises(DiffError, match="max_pickle_bytes"):
+        _evaluate(source, ctx)

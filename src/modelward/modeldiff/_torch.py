@@ -21,6 +21,7 @@ from modelward.formats.base import Blob, ScanContext
 from modelward.formats.pytorch import LEGACY_PICKLES
 from modelward.formats.zip import ZipMember, read_zip
 from modelward.modeldiff.structure import DiffError, ModelStructure, TensorInfo
+from modelward.pickle.machine import SLOT_COST
 from modelward.pickle.walker import ByteSource, PickleDamage, Skipped, iter_opcodes
 
 #: `torch.<Name>Storage` → (safetensors dtype name, bytes per element).
@@ -93,6 +94,7 @@ def _evaluate(source: ByteSource, ctx: ScanContext) -> object:
     stack: list[object] = []
     marks: list[list[object]] = []
     memo: dict[int, object] = {}
+    held = 0
 
     def pop_mark() -> list[object]:
         nonlocal stack
@@ -106,7 +108,14 @@ def _evaluate(source: ByteSource, ctx: ScanContext) -> object:
             raise DiffError("checkpoint pickle pops an empty stack")
         return stack.pop()
 
-    for _, opcode, arg in iter_opcodes(source, limits, ctx.check_deadline):
+    for offset, opcode, arg in iter_opcodes(source, limits, ctx.check_deadline):
+        # Every opcode creates at most one value: charge it as the scanner's machine does.
+        held += SLOT_COST + (len(arg) if isinstance(arg, str | bytes) else 0)
+        if held > limits.max_pickle_bytes:
+            raise DiffError(
+                f"checkpoint pickle would hold more than {limits.max_pickle_bytes} bytes"
+                f" (max_pickle_bytes) at offset {offset}"
+            )
         name = opcode.name
         if name == "STOP":
             return pop()
