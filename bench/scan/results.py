@@ -96,6 +96,8 @@ def compare(corpus: Path, chosen: list[Tool], repeat: int) -> Outcome:
     if large.exists():
         outcome.large_size = large.stat().st_size
         for tool in available:
+            if tool.name.startswith("modelward -j"):
+                continue  # one file: parallelism changes nothing
             work = work_dir()
             run = tool.run(large, work)
             status = run.verdicts.get(large.name, ("unsupported", "not reported"))[0]
@@ -218,6 +220,19 @@ def markdown(outcome: Outcome, machine: str) -> str:
             [[n, f"{s:.2f}", v] for n, (s, v) in outcome.large.items()],
         )
 
+    if base is not None and base.formats:
+        lines += [
+            "",
+            "Where modelward's time goes (its own per-file timings, by detected format):",
+            "",
+        ]
+        lines += _table(
+            ["format", "files", "seconds"],
+            [
+                [fmt, n, f"{sec:.3f}"]
+                for fmt, (n, sec) in sorted(base.formats.items(), key=lambda kv: -kv[1][1])
+            ],
+        )
     if "modelward" in outcome.verdicts:
         lines += ["", *_shortfalls(outcome, names)]
 
@@ -240,7 +255,7 @@ def _shortfalls(outcome: Outcome, names: list[str]) -> list[str]:
     for case in outcome.cases:
         status, detail = ours[case.path]
         if case.malicious and status != "flagged":
-            peers = [n for n in names if n != "modelward" and outcome.verdicts[n][case.path][0]]
+            peers = [n for n in names if not n.startswith("modelward")]
             caught = [n for n in peers if outcome.verdicts[n][case.path][0] == "flagged"]
             lines.append(
                 f"- missed `{case.path}` ({case.technique}): modelward {status}"

@@ -255,6 +255,7 @@ def run_modelaudit(target: Path, work: Path) -> ToolRun:
     )
     for rel in retry:
         single = work / "modelaudit-single.json"
+        single.unlink(missing_ok=True)
         _modelaudit(base / rel, single, work)
         if single.exists():
             one, stray = _modelaudit_flags(json.loads(single.read_text()), base, [rel])
