@@ -19,9 +19,16 @@ _LAZY = {
     "model_scores": "modelward.behaviour.model_scan",
     "DEFAULT_THRESHOLD": "modelward.behaviour.model_scan",
     "Strip": "modelward.behaviour.strip",
+    "scan_data": "modelward.behaviour.data_scan",
+    "DataVerdict": "modelward.behaviour.data_scan",
+    "DataScanSettings": "modelward.behaviour.data_scan",
+    "scan_text_dataset": "modelward.behaviour.text_scan",
+    "TextDatasetScan": "modelward.behaviour.text_scan",
+    "TextScanSettings": "modelward.behaviour.text_scan",
 }
 
 if TYPE_CHECKING:
+    from modelward.behaviour.data_scan import DataScanSettings, DataVerdict, scan_data
     from modelward.behaviour.model_scan import (
         DEFAULT_THRESHOLD,
         LabelResult,
@@ -32,6 +39,7 @@ if TYPE_CHECKING:
         scan_model,
     )
     from modelward.behaviour.strip import Strip
+    from modelward.behaviour.text_scan import TextDatasetScan, TextScanSettings, scan_text_dataset
 
 
 def __getattr__(name: str) -> Any:
@@ -42,11 +50,17 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEFAULT_THRESHOLD",
+    "DataScanSettings",
+    "DataVerdict",
     "LabelResult",
     "ModelVerdict",
     "ScanSettings",
     "Strip",
+    "TextDatasetScan",
+    "TextScanSettings",
     "calibrate",
     "model_scores",
+    "scan_data",
     "scan_model",
+    "scan_text_dataset",
 ]

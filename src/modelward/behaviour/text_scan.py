@@ -145,7 +145,10 @@ def _read_rows(path: Path, result: ScanResult) -> Iterable[Mapping[str, Any]]:
     with path.open("r", encoding="utf-8", errors="replace", newline="") as handle:
         if result.format == "csv":
             csv.field_size_limit(16 * 1024 * 1024)
-            yield from csv.DictReader(handle)
+            try:
+                yield from csv.DictReader(handle)
+            except csv.Error as exc:
+                result.errors.append(f"CSV: {exc}")
             return
         for number, line in enumerate(handle, 1):
             if not line.strip():

@@ -19,7 +19,9 @@ from modelward.cli import keygen as keygen_command
 from modelward.cli import lock as lock_command
 from modelward.cli import names as names_command
 from modelward.cli import scan as scan_command
+from modelward.cli import scan_data as scan_data_command
 from modelward.cli import scan_model as scan_model_command
+from modelward.cli import scan_text as scan_text_command
 from modelward.cli import sign as sign_command
 from modelward.cli import verify as verify_command
 
@@ -40,6 +42,8 @@ COMMANDS = (
     diff_command,
     gate_command,
     scan_model_command,
+    scan_data_command,
+    scan_text_command,
 )
 
 

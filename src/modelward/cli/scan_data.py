@@ -1,0 +1,123 @@
+"""`modelward scan-data`: which samples of this training set are poison?
+
+Like `scan-model`, this runs the model (`torch.jit.load` executes the file's TorchScript), so
+the model file and the data file are first scanned statically and refused on findings at or
+above `--fail-on`. The data file is read with `allow_pickle=False`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelward.cli.scan import _severity
+from modelward.cli.scan_model import _fail
+from modelward.findings import Severity
+
+if TYPE_CHECKING:
+    from modelward.behaviour.data_scan import DataVerdict
+
+EPILOG = """\
+MODEL is a TorchScript file (torch.jit.save) trained on TRAIN.npz, which holds x (N, ...)
+float32 training inputs in the model's input layout and y (N,) their labels as trained.
+Needs the optional extra: pip install 'modelward[behaviour]'.
+
+exit codes:
+  0  no poisoned label found
+  1  poisoned samples found, or the static scan refused MODEL or TRAIN.npz
+  2  usage or I/O error, unreadable data, torch not installed
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "scan-data",
+        help="find poisoned training samples with the model trained on them",
+        description="Cluster each label's penultimate representations in two and flag the\n"
+        "cluster that looks like other labels in input space, whatever its size. Runs the\n"
+        "model after a static scan of the model and data files.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", type=Path, metavar="MODEL", help="TorchScript file")
+    parser.add_argument(
+        "--data", type=Path, required=True, metavar="TRAIN.npz", help="training inputs x, labels y"
+    )
+    parser.add_argument("--format", "-f", default="table", choices=("table", "json"))
+    parser.add_argument(
+        "--fail-on",
+        default=Severity.HIGH,
+        type=_severity,
+        metavar="SEVERITY",
+        help="refuse to load MODEL or TRAIN.npz when its static scan has a finding at or above"
+        " this severity (default: high)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from modelward import scan
+    from modelward.cli.main import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS
+
+    try:
+        report = scan(args.model, args.data)
+    except FileNotFoundError as exc:
+        return _fail(str(exc), EXIT_ERROR)
+    if report.has_findings_at(args.fail_on):
+        from modelward.report import RENDERERS
+
+        sys.stdout.write(RENDERERS[args.format](report))
+        return _fail(
+            f"refusing to load {args.model} and {args.data}: the static scan has findings at"
+            f" or above {args.fail_on.label}",
+            EXIT_FINDINGS,
+        )
+    try:
+        import numpy as np
+        import torch
+
+        from modelward.behaviour.data_scan import scan_data
+    except ImportError:
+        return _fail("scan-data needs torch: pip install 'modelward[behaviour]'", EXIT_ERROR)
+    try:
+        with np.load(args.data, allow_pickle=False) as data:
+            x, y = data["x"].astype(np.float32), data["y"].astype(np.int64)
+        model = torch.jit.load(str(args.model), map_location="cpu")  # type: ignore[no-untyped-call]
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:
+        return _fail(f"cannot read {args.data} or {args.model}: {exc}", EXIT_ERROR)
+    try:
+        verdict = scan_data(model, x, y)
+    except (ValueError, RuntimeError) as exc:
+        return _fail(f"cannot run {args.model} on {args.data}: {exc}", EXIT_ERROR)
+    sys.stdout.write(_render(args, verdict))
+    return EXIT_FINDINGS if verdict.suspicious_classes else EXIT_CLEAN
+
+
+def _render(args: argparse.Namespace, verdict: DataVerdict) -> str:
+    findings = verdict.findings(str(args.data))
+    if args.format == "json":
+        document = {
+            "model": str(args.model),
+            "data": str(args.data),
+            **verdict.to_dict(),
+            "findings": [f.to_dict() for f in findings],
+        }
+        return json.dumps(document, indent=2) + "\n"
+    found = len(verdict.flagged)
+    lines = [
+        f"{args.data}: "
+        + (f"{found} samples look poisoned" if found else "no poisoned label found"),
+        "  label  samples  suspicious  foreignness (cluster / rest)",
+    ]
+    for result in verdict.classes:
+        mark = "  <- attacked" if result.attacked else ""
+        lines.append(
+            f"  {result.label:>5}  {result.count:>7}  {len(result.suspicious):>10}"
+            f"  {result.foreignness:+.2f} / {result.rest_foreignness:+.2f}{mark}"
+        )
+    lines.extend(f"  {f.rule_id} {f.message}" for f in findings)
+    lines.append(f"  {verdict.seconds:.1f} s")
+    return "\n".join(lines) + "\n"
