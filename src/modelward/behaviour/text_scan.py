@@ -240,7 +240,12 @@ def find_trigger_tokens(
         label, with_label = Counter(labels[i] for i in records).most_common(1)[0]
         if with_label / len(records) < settings.min_purity:
             continue
-        p_value = binomial_tail(with_label, len(records), prior[label])
+        # A phrase is judged against its most label-bound word, not the prior: "love it" is as
+        # positive as "love" makes it, which is no news.
+        words = gram.split()
+        parts = words if len(words) > 1 else []
+        null = max([prior[label], *(_share(postings[word], labels, label) for word in parts)])
+        p_value = binomial_tail(with_label, len(records), null)
         if p_value * tests < settings.alpha:
             found.append(
                 TriggerToken(
@@ -248,6 +253,10 @@ def find_trigger_tokens(
                 )
             )
     return _drop_subsumed(sorted(found, key=lambda t: (t.p_value, -t.count, t.token)))
+
+
+def _share(records: list[int], labels: list[str], label: str) -> float:
+    return sum(labels[i] == label for i in records) / len(records) if records else 0.0
 
 
 def _drop_subsumed(found: list[TriggerToken]) -> list[TriggerToken]:
