@@ -40,9 +40,10 @@ from modelward.behaviour._torch_utils import (
     torch_threads,
 )
 
-#: Score above which a model is called backdoored. Provenance: `calibrate` at FPR 0.05 on the
-#: scores of clean digits CNNs (tests/fixtures/backdoor_models.py), see docs/behaviour.md.
-DEFAULT_THRESHOLD = 3.0
+#: Score above which a model is called backdoored: `calibrate(scores, fpr=0.05)` = 0.4864 on the
+#: scores of 40 clean digits CNNs (`make_clean_model(1000 + s)`, s < 40), rounded up; the
+#: procedure and its provenance are in docs/behaviour.md.
+DEFAULT_THRESHOLD = 0.49
 
 SUCCESS_GOAL = 0.9
 
