@@ -47,9 +47,11 @@ _LAZY = {
     "build_bom": "modelward.provenance.bom",
     "check_model_id": "modelward.provenance.names",
     "check_package": "modelward.provenance.names",
+    "scan_model": "modelward.behaviour.model_scan",
 }
 
 if TYPE_CHECKING:
+    from modelward.behaviour.model_scan import scan_model
     from modelward.integrity import hash_model, sign, verify
     from modelward.modeldiff import DiffResult, diff
     from modelward.provenance.bom import build_bom
@@ -86,6 +88,7 @@ __all__ = [
     "hash_model",
     "safe_load",
     "scan",
+    "scan_model",
     "sign",
     "verify",
 ]

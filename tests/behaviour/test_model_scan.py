@@ -124,3 +124,9 @@ def test_import_modelward_does_not_import_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_scan_model_is_reexported_lazily() -> None:
+    import modelward
+
+    assert modelward.scan_model is scan_model

@@ -107,7 +107,9 @@ class ModelVerdict:
             "score": round(self.score, 4),
             "threshold": self.threshold,
             "target_label": self.target_label,
-            "natural_ratio": round(self.natural_ratio, 4),
+            "natural_ratio": (
+                round(self.natural_ratio, 4) if math.isfinite(self.natural_ratio) else None
+            ),
             "trigger_bbox": trigger_bbox(self.mask),
             "labels": [label.to_dict() for label in self.labels],
             "seconds": round(self.seconds, 3),
@@ -320,6 +322,8 @@ def scan_model(
             if len(x) != len(y) or len(x) == 0:
                 raise ValueError("x_clean and y_clean must be non-empty and of equal length")
             labels = int(predict_proba(model, x[:1]).shape[1])
+            if labels < 2:
+                raise ValueError("scan_model needs a classifier with at least two labels")
             verdict = _judge(model, x, y, labels, settings, threshold)
         finally:
             model.train(was_training)
