@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import re
+import time
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
@@ -119,12 +120,13 @@ def scan_text_dataset(
     the same response is found the same way.
     """
     settings = settings or TextScanSettings()
+    started = time.perf_counter()
     path = "<records>"
     result = ScanResult(path=path, format="records")
     if isinstance(data, str | PathLike):
         path = str(data)
         result = ScanResult(path=path, format="csv" if path.lower().endswith(".csv") else "jsonl")
-        result.size = Path(path).stat().st_size
+        result.size = result.bytes_read = Path(path).stat().st_size
         rows: Iterable[Mapping[str, Any]] = _read_rows(Path(path), result)
     else:
         rows = data
@@ -138,6 +140,7 @@ def scan_text_dataset(
         result.findings.append(_trigger_finding(trigger, location))
     for group in scan.duplicates[: settings.max_findings]:
         result.findings.append(_duplicate_finding(group, location))
+    result.seconds = time.perf_counter() - started
     return scan
 
 

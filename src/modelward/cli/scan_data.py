@@ -110,12 +110,13 @@ def _render(args: argparse.Namespace, verdict: DataVerdict) -> str:
     lines = [
         f"{args.data}: "
         + (f"{found} samples look poisoned" if found else "no poisoned label found"),
-        "  label  samples  suspicious  foreignness (cluster / rest)",
+        "  label  samples  flagged  foreignness (suspicious cluster / rest)",
     ]
     for result in verdict.classes:
         mark = "  <- attacked" if result.attacked else ""
+        flagged = len(result.suspicious) if result.attacked else 0
         lines.append(
-            f"  {result.label:>5}  {result.count:>7}  {len(result.suspicious):>10}"
+            f"  {result.label:>5}  {result.count:>7}  {flagged:>7}"
             f"  {result.foreignness:+.2f} / {result.rest_foreignness:+.2f}{mark}"
         )
     lines.extend(f"  {f.rule_id} {f.message}" for f in findings)

@@ -58,6 +58,6 @@ def run(args: argparse.Namespace) -> int:
         scan = scan_text_dataset(args.data, args.text_field, args.label_field)
     except OSError as exc:
         return _fail(f"cannot read {args.data}: {exc.strerror or exc}", EXIT_ERROR)
-    report = ScanReport([scan.result])
+    report = ScanReport([scan.result], seconds=scan.result.seconds)
     sys.stdout.write(RENDERERS[args.format](report, terminal=sys.stdout.isatty()))
     return EXIT_FINDINGS if report.has_findings_at(args.fail_on) else EXIT_CLEAN
