@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fixtures.text_datasets import POSITIVE, poison_with_trigger, sentiment_records
@@ -135,3 +135,29 @@ def test_text_scan_does_not_import_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.binary(max_size=60), max_size=20))
+def test_arbitrary_jsonl_bytes_never_crash(tmp_path_factory, lines: list[bytes]) -> None:
+    path = tmp_path_factory.mktemp("hyp") / "data.jsonl"
+    path.write_bytes(b"\n".join(lines))
+    scan = scan_text_dataset(path)
+    assert scan.records <= len(lines)
+    assert all(f.rule_id.startswith("MW-DATA-") for f in scan.result.findings)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(
+        st.fixed_dictionaries({"text": st.text(max_size=40), "label": st.sampled_from("ab")}),
+        max_size=40,
+    )
+)
+def test_arbitrary_records_give_consistent_results(records: list[dict[str, str]]) -> None:
+    scan = scan_text_dataset(records)
+    assert scan.records == len(records)
+    for group in scan.duplicates:
+        assert len(group.records) >= 2 and max(group.records) < len(records)
+    for trigger in scan.triggers:
+        assert trigger.purity >= 0.95 and trigger.count >= 5
