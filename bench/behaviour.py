@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -46,7 +47,13 @@ from fixtures.backdoor_models import (
     poison,
     train_cnn,
 )
-from modelward.behaviour import DEFAULT_THRESHOLD, Strip, scan_data, scan_model
+from modelward.behaviour import (
+    DEFAULT_THRESHOLD,
+    DataScanSettings,
+    Strip,
+    scan_data,
+    scan_model,
+)
 
 BACKDOORED_SEEDS = 200
 CLEAN_SEEDS = 2000
@@ -144,7 +151,7 @@ def measure(kind: str, seed: int, majority: bool = False) -> Row:
     row.model_score, row.model_flagged = verdict.score, verdict.backdoored
     row.model_seconds = verdict.seconds
 
-    data = scan_data(model, x, y)
+    data = scan_data(model, x, y, settings=DataScanSettings(threads=1))
     row.data_classes, row.data_flagged = data.suspicious_classes, len(data.flagged)
     row.data_hits = int(np.isin(data.flagged, poisoned).sum())
     row.data_seconds = data.seconds
@@ -279,7 +286,15 @@ def main() -> None:
     parser.add_argument("--majority", type=int, default=1, help="majority-poisoned cases")
     parser.add_argument("--json", type=Path, help="also write every row as JSON")
     args = parser.parse_args()
+    # One thread for every method, torch and BLAS alike: on a shared 2-core machine threaded
+    # BLAS (scikit-learn's PCA and k-means inside ART, numpy) was up to 40x slower under load.
+    # threadpoolctl only limits libraries already loaded: load scipy's and scikit-learn's first.
+    import art.defences.detector.poison
+    import scipy.linalg  # noqa: F401
+    import sklearn.cluster  # noqa: F401
+
     torch.set_num_threads(1)
+    threadpool_limits(1)
     started = time.perf_counter()
     load = os.getloadavg()[0]
     rows = []
@@ -290,17 +305,20 @@ def main() -> None:
         row = measure("backdoored" if majority else kind, seed, majority)
         row.kind = kind
         rows.append(row)
+        art = "+".join(f"{v['seconds']:.1f}" for v in row.art.values())
         print(
             f"{kind} {seed}: model {row.model_score:.2f} {row.model_flagged},"
             f" data {row.data_classes} {row.data_hits}/{row.poisoned} of {row.data_flagged},"
-            f" {row.model_seconds:.1f}+{row.data_seconds:.1f}+{row.strip_seconds:.1f} s",
+            f" {row.model_seconds:.1f}+{row.data_seconds:.1f}+{row.strip_seconds:.1f} s,"
+            f" ART {art} s",
             file=sys.stderr,
             flush=True,
         )
     print(summarise(rows))
     print(
         f"torch {torch.__version__}, Python {platform.python_version()}, {os.cpu_count()} CPUs,"
-        f" torch threads 1, load average {load:.1f} before, {os.getloadavg()[0]:.1f} after,"
+        f" 1 thread (torch and BLAS), load average {load:.1f} before,"
+        f" {os.getloadavg()[0]:.1f} after,"
         f" {time.perf_counter() - started:.0f} s in all"
     )
     if args.json:
