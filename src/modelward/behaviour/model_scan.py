@@ -40,10 +40,10 @@ from modelward.behaviour._torch_utils import (
     torch_threads,
 )
 
-#: Score above which a model is called backdoored: `calibrate(scores, fpr=0.05)` = 0.4864 on the
-#: scores of 40 clean digits CNNs (`make_clean_model(1000 + s)`, s < 40), rounded up; the
-#: procedure and its provenance are in docs/behaviour.md.
-DEFAULT_THRESHOLD = 0.49
+#: Score above which a model is called backdoored: `calibrate(scores, fpr=0.05)` = 0.394 on the
+#: scores of 60 clean digits CNNs (`make_clean_model(1000 + s)`, s < 40, and `(2000 + s)`,
+#: s < 20), rounded up; the procedure and its provenance are in docs/behaviour.md.
+DEFAULT_THRESHOLD = 0.40
 
 SUCCESS_GOAL = 0.9
 
@@ -52,15 +52,15 @@ SUCCESS_GOAL = 0.9
 class ScanSettings:
     """Budget of the optimisation; the defaults fit 10-class 16×16 models in a few seconds."""
 
-    warmup_steps: int = 30
-    round_steps: int = 12
-    rounds: int = 6
+    warmup_steps: int = 60
+    round_steps: int = 20
+    rounds: int = 8
     arms_per_round: int = 3
-    batch: int = 24
+    batch: int = 32
     lr: float = 0.2
     init_cost: float = 2.0
     patience: int = 30
-    natural_steps: int = 50
+    natural_steps: int = 100
     threads: int | None = 1
     seed: int = 0
 
