@@ -345,8 +345,8 @@ TOOLS = [
     ),
     Tool(
         "fickling",
-        "`scan_file` / `scan_zip_archive` per file: severity above LIKELY_SAFE; no parsable"
-        " pickle = unsupported",
+        "`scan_file` / `scan_zip_archive` per file: not `is_safe`; files its sniffers do not"
+        " take for pickles = unsupported",
         _api_runner("fickling"),
         _has(PEERS_BIN / "fickling"),
     ),
