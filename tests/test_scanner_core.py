@@ -50,3 +50,14 @@ def test_config_rejects_unknown_keys_and_wildcards(tmp_path: Path) -> None:
     config = ScanConfig.from_file(pyproject)
     assert config.allow_globals == frozenset({"mypkg.Block"})
     assert config.limits.max_nesting_depth == 3
+
+
+def test_dangling_symlink_is_a_finding_and_does_not_hide_other_files(tmp_path: Path) -> None:
+    (tmp_path / "payload.pkl").write_bytes(b"cos\nsystem\n(S'true'\ntR.")
+    (tmp_path / "broken.bin").symlink_to(tmp_path / "missing-target")
+    report = modelward.scan(tmp_path)
+    by_path = {Path(r.path).name: r for r in report.results}
+    assert by_path["broken.bin"].format == "broken-symlink"
+    assert [f.rule_id for f in by_path["broken.bin"].findings] == ["MW-FILE-BROKEN-LINK"]
+    assert by_path["payload.pkl"].max_severity == Severity.CRITICAL
+    assert main(["scan", str(tmp_path), "--format", "json"]) == 1

@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from modelward.config import ScanConfig
-from modelward.findings import Location, ScanReport, ScanResult, Severity
+from modelward.findings import Finding, Location, ScanReport, ScanResult, Severity
 from modelward.folders import scan_model_folders
 from modelward.formats import SCANNERS
 from modelward.formats.base import HEAD_SIZE, Blob, ScanAborted, ScanContext
@@ -96,6 +96,18 @@ def scan_file(path: Path, config: ScanConfig, display: str | None = None) -> Sca
     """Scan one file on disk; never raises for anything the file contains."""
     start = time.monotonic()
     result = ScanResult(path=display if display is not None else str(path))
+    if path.is_symlink() and not path.exists():
+        result.format = "broken-symlink"
+        result.findings.append(
+            Finding(
+                "MW-FILE-BROKEN-LINK",
+                Severity.LOW,
+                Location(result.path),
+                "symbolic link whose target does not exist; nothing to scan",
+                evidence=os.readlink(path),
+            )
+        )
+        return result
     try:
         blob = Blob.from_file(path, result.path)
     except OSError as exc:
@@ -130,8 +142,8 @@ def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
                 dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED_DIRS)
                 for name in sorted(filenames):
                     yield Path(dirpath) / name
-        elif root.exists():
-            yield root
+        elif root.exists() or root.is_symlink():
+            yield root  # a dangling link is reported by `scan_file`, not taken for a typo
         else:
             raise FileNotFoundError(f"no such file or directory: {root}")
 
