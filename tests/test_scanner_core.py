@@ -61,3 +61,17 @@ def test_dangling_symlink_is_a_finding_and_does_not_hide_other_files(tmp_path: P
     assert [f.rule_id for f in by_path["broken.bin"].findings] == ["MW-FILE-BROKEN-LINK"]
     assert by_path["payload.pkl"].max_severity == Severity.CRITICAL
     assert main(["scan", str(tmp_path), "--format", "json"]) == 1
+
+
+def test_onnx_external_data_in_a_folder_is_not_an_unknown_binary(tmp_path: Path) -> None:
+    from fixtures.onnx_models import benign_external_data
+
+    model = benign_external_data(tmp_path / "model.onnx")
+    stray = tmp_path / "stray.bin"
+    stray.write_bytes(b"\x00\x01\xfe\xff" * 64)
+    report = modelward.scan(tmp_path)
+    formats = {Path(r.path).name: r.format for r in report.results}
+    data_files = [r for r in report.results if r.format == "external-data"]
+    assert len(data_files) == 1 and data_files[0].path != str(model)
+    assert all(f.severity == Severity.INFO for f in data_files[0].findings)
+    assert formats["stray.bin"] == "unknown"  # only what a model names is claimed

@@ -106,6 +106,9 @@ class ScanResult:
     bytes_read: int = 0
     size: int = 0
     seconds: float = 0.0
+    #: Real paths of raw data files this file declares as its own (ONNX external data), so a
+    #: folder scan can tell them from unknown binaries.
+    data_files: list[str] = field(default_factory=list)
 
     @property
     def max_severity(self) -> Severity | None:

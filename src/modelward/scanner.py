@@ -172,11 +172,36 @@ def scan_paths(
     else:
         for path in files:
             add(scan_file(path, config))
+    _claim_data_files(report.results)
     # A model folder (Hugging Face) gets one more result, for what only the folder shows.
     for result in scan_model_folders(files, config):
         add(result)
     report.seconds = time.monotonic() - start
     return report
+
+
+def _claim_data_files(results: list[ScanResult]) -> None:
+    """An unknown binary that a scanned model names as its raw tensor data is that data.
+
+    ONNX external data is raw bytes the runtime copies into tensors, never parses as
+    code; without this a model saved with external data would fail every folder scan.
+    """
+    owners = {os.path.realpath(d): r.path for r in results for d in r.data_files}
+    for result in results:
+        owner = owners.get(os.path.realpath(result.path))
+        if owner is None or result.format != "unknown":
+            continue
+        result.format = "external-data"
+        result.findings = [f for f in result.findings if f.rule_id != "MW-FORMAT-UNKNOWN"]
+        result.findings.append(
+            Finding(
+                "MW-EXTERNAL-DATA",
+                Severity.INFO,
+                Location(result.path),
+                "raw tensor data named by a scanned model; read as bytes, not parsed",
+                evidence=owner,
+            )
+        )
 
 
 __all__ = ["Location", "dispatch", "iter_files", "scan_file", "scan_paths"]

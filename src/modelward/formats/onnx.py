@@ -474,6 +474,7 @@ class _Walk:
             return None
         try:
             if target.is_file():
+                self.ctx.result.data_files.append(str(target))
                 return target.stat().st_size
             why = ""
         except OSError as exc:  # a name too long, a permission denied: not readable either
