@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,7 @@ import pytest
 import modelward
 from fixtures import keras_models as km
 from modelward.findings import Severity
+from modelward.formats import hdf5
 
 
 def test_legacy_h5_saved_by_keras_is_clean(tmp_path: Path) -> None:
@@ -106,12 +109,13 @@ def test_a_crashing_h5py_child_is_a_finding_not_a_crash(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = km.write_plain_hdf5(tmp_path / "data.h5")
-    # The child runs `sys.executable -I -m ...`; a shell that kills itself stands in for
-    # an HDF5 library crashing on a crafted file.
-    crasher = tmp_path / "crash.sh"
-    crasher.write_text("#!/bin/sh\nkill -SEGV $$\n", encoding="utf-8")
-    crasher.chmod(0o755)
-    monkeypatch.setattr(sys, "executable", str(crasher))
+    # A child that kills itself stands in for the HDF5 library crashing on a crafted file.
+    monkeypatch.setattr(hdf5, "_child", segfaulting_child)
     [finding] = modelward.scan(path).findings
     assert (finding.rule_id, finding.severity) == ("MW-HDF5-MALFORMED", Severity.MEDIUM)
     assert "-11" in (finding.evidence or "")
+
+
+def segfaulting_child(conn: object, source: object, limit: int) -> None:
+    """Stands in for `hdf5._child` in the forked child (module level, so it can be sent there)."""
+    os.kill(os.getpid(), signal.SIGSEGV)

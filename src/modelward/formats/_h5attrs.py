@@ -1,8 +1,8 @@
-"""Child process for `hdf5`: read the Keras config attributes of one HDF5 file with h5py.
+"""Runs in a child process for `hdf5`: read the Keras config attributes of one HDF5 file.
 
 The HDF5 C library has crashed on crafted files before; running it in a child keeps
 a hostile `.h5` from taking the whole scan down with it. The parent gives the size
-limit and a path (or the bytes on stdin) and reads one JSON object from stdout:
+limit and a path (or the bytes) and reads one JSON object back:
 `{"status": "ok", "attributes": {name: text}, "oversize": {name: bytes}, "not_text": [name]}`,
 `{"status": "no-h5py"}` or `{"status": "error", "error": "..."}`. Datasets are never read.
 """
@@ -10,8 +10,6 @@ limit and a path (or the bytes on stdin) and reads one JSON object from stdout:
 from __future__ import annotations
 
 import io
-import json
-import sys
 from typing import Any
 
 KERAS_CONFIG_ATTRIBUTES = ("model_config", "training_config")
@@ -44,13 +42,3 @@ def read_attributes(source: str | io.BytesIO, limit: int) -> dict[str, Any]:
     except Exception as exc:  # whatever h5py raises on a broken file is a finding
         return {"status": "error", "error": f"{type(exc).__name__}: {exc}"[:300]}
     return {"status": "ok", "attributes": attributes, "oversize": oversize, "not_text": not_text}
-
-
-def main(argv: list[str]) -> None:
-    limit = int(argv[0])
-    source: str | io.BytesIO = argv[1] if len(argv) > 1 else io.BytesIO(sys.stdin.buffer.read())
-    json.dump(read_attributes(source, limit), sys.stdout)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -9,11 +9,12 @@ weights, decides what code runs on load. Only those attributes are read, with
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
-import os
-import subprocess
-import sys
+import multiprocessing
+import multiprocessing.context
 import time
+from multiprocessing.connection import Connection
 from typing import Any
 
 from modelward.findings import Severity
@@ -54,19 +55,33 @@ def h5py_available() -> bool:
         return False
 
 
-def _limit_child_memory() -> None:
+def _h5py_context() -> multiprocessing.context.ForkServerContext:
+    """A fork server with h5py already imported: each file still gets its own child
+    (crash isolation) at the cost of a fork, not of a fresh interpreter importing h5py."""
+    context = multiprocessing.get_context("forkserver")
+    assert isinstance(context, multiprocessing.context.ForkServerContext)
+    context.set_forkserver_preload(["modelward.formats._h5attrs", "h5py"])
+    return context
+
+
+def _child(conn: Connection, source: str | bytes, limit: int) -> None:
     import resource
 
+    from modelward.formats._h5attrs import read_attributes
+
     resource.setrlimit(resource.RLIMIT_AS, (_CHILD_MEMORY, _CHILD_MEMORY))
+    answer = read_attributes(source if isinstance(source, str) else io.BytesIO(source), limit)
+    conn.send_bytes(json.dumps(answer).encode())
+    conn.close()
 
 
 def read_keras_attributes(blob: Blob, ctx: ScanContext) -> dict[str, Any] | None:
-    """Run `_h5attrs` in a child process; None when the blob is too large to hand over."""
+    """Read the Keras attributes in a child process; None when the blob is too large to hand
+    over. The child answers in JSON, never pickle: it has parsed hostile bytes."""
     limit = ctx.config.limits.max_header_bytes
-    command = [sys.executable, "-I", "-m", "modelward.formats._h5attrs", str(limit)]
-    data: bytes | None = None
+    source: str | bytes
     if blob.fs_path is not None:
-        command.append(str(blob.fs_path))
+        source = str(blob.fs_path)
     elif blob.size > limit:
         ctx.report(
             "MW-HDF5-TOO-LARGE",
@@ -78,30 +93,31 @@ def read_keras_attributes(blob: Blob, ctx: ScanContext) -> dict[str, Any] | None
         return None
     else:
         with ctx.open(blob, limit=limit + 1) as stream:
-            data = stream.read(limit + 1)
+            source = stream.read(limit + 1)
     timeout = max(1.0, min(_CHILD_SECONDS, ctx.deadline - time.monotonic()))
+    context = _h5py_context()
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_child, args=(sender, source, limit), daemon=True)
+    child.start()
+    sender.close()
     try:
-        done = subprocess.run(
-            command,
-            input=data,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-            preexec_fn=_limit_child_memory if os.name == "posix" else None,
-        )
-    except subprocess.TimeoutExpired:
-        return {"status": "error", "error": f"h5py took over {timeout:.0f} s on this file"}
-    if done.returncode != 0:
-        tail = done.stderr.decode("utf-8", errors="replace").strip()[-200:]
-        return {
-            "status": "error",
-            "error": f"h5py child exited with status {done.returncode} (crafted file?) {tail}",
-        }
-    try:
-        result: dict[str, Any] = json.loads(done.stdout)
-    except ValueError:
-        return {"status": "error", "error": "h5py child gave no readable answer"}
-    return result
+        if not receiver.poll(timeout):
+            return {"status": "error", "error": f"h5py took over {timeout:.0f} s on this file"}
+        try:
+            answer: dict[str, Any] = json.loads(receiver.recv_bytes())
+        except (EOFError, OSError, ValueError):
+            child.join(5)
+            return {
+                "status": "error",
+                "error": f"h5py child exited with status {child.exitcode} (crafted file?)",
+            }
+        return answer
+    finally:
+        receiver.close()
+        child.join(1)
+        if child.is_alive():
+            child.kill()
+            child.join()
 
 
 class Hdf5Scanner:
