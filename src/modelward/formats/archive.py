@@ -37,7 +37,13 @@ from typing import BinaryIO, cast
 
 from modelward.config import Limits
 from modelward.findings import Location, Severity
-from modelward.formats.base import HEAD_SIZE, Blob, ScanAborted, ScanContext
+from modelward.formats.base import (
+    HEAD_SIZE,
+    Blob,
+    ByteWindow,
+    ScanAborted,
+    ScanContext,
+)
 from modelward.formats.pickle import looks_like_pickle, scan_pickle_stream
 
 #: Decompressed content or tar members up to this size are held in memory; larger ones re-read.
@@ -54,54 +60,6 @@ _TAR_EXTENDED_TYPES = frozenset(
     {tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE}
     | {tarfile.SOLARIS_XHDTYPE}
 )
-
-
-class _Window(io.RawIOBase):
-    """`size` bytes starting at `start` of a stream opened by `opener`, seekable within them.
-
-    Each open gets its own underlying stream, so nested scanners may hold several at once.
-    """
-
-    def __init__(self, opener: Callable[[], BinaryIO], start: int, size: int) -> None:
-        self._inner = opener()
-        self._start = start
-        self._size = size
-        self._pos = 0
-        self._seekable = self._inner.seekable()
-        if self._seekable:
-            self._inner.seek(start)
-        else:
-            _discard(self._inner, start)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return self._seekable
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if not self._seekable:
-            raise io.UnsupportedOperation("seek")
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
-        self._inner.seek(self._start + min(self._pos, self._size))
-        return self._pos
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        want = min(len(buffer), self._size - self._pos)
-        if want <= 0:
-            return 0
-        data = self._inner.read(want)
-        buffer[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
-
-    def close(self) -> None:
-        self._inner.close()
-        super().close()
 
 
 class _Decompressed(io.RawIOBase):
@@ -159,14 +117,6 @@ class _Decompressed(io.RawIOBase):
         self._inner.close()
         self._raw.close()
         super().close()
-
-
-def _discard(stream: BinaryIO, count: int) -> None:
-    while count > 0:
-        data = stream.read(min(count, _CHUNK))
-        if not data:
-            return
-        count -= len(data)
 
 
 def _count_zeros(stream: BinaryIO, ctx: ScanContext) -> int:
@@ -445,7 +395,7 @@ class TarScanner:
             stream.seek(end)  # where the walk stopped: no re-reading
             skipped = _count_zeros(stream, ctx)
         else:
-            with ctx.counted(cast(BinaryIO, _Window(blob.open, end, size))) as rest:
+            with ctx.counted(cast(BinaryIO, ByteWindow(blob.open, end, size))) as rest:
                 skipped = _count_zeros(rest, ctx)
         if skipped >= size:
             return
@@ -462,7 +412,7 @@ class TarScanner:
             Blob(
                 location,
                 blob.size - start,
-                lambda: cast(BinaryIO, _Window(blob.open, start, blob.size - start)),
+                lambda: cast(BinaryIO, ByteWindow(blob.open, start, blob.size - start)),
             )
         )
 
@@ -533,7 +483,7 @@ class TarScanner:
         """
         start, size = member.offset_data, member.size
         if blob.fs_path is not None:
-            yield Blob(location, size, lambda: cast(BinaryIO, _Window(blob.open, start, size)))
+            yield Blob(location, size, lambda: cast(BinaryIO, ByteWindow(blob.open, start, size)))
             return
         data = archive.extractfile(member)
         assert data is not None  # regular members always have data

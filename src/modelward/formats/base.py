@@ -80,6 +80,63 @@ class CountingReader(io.RawIOBase):
         super().close()
 
 
+class ByteWindow(io.RawIOBase):
+    """`size` bytes starting at `start` of a stream opened by `opener`, seekable within them.
+
+    Each open gets its own underlying stream, so nested scanners may hold several at once.
+    """
+
+    def __init__(self, opener: Callable[[], BinaryIO], start: int, size: int) -> None:
+        self._inner = opener()
+        self._start = start
+        self._size = size
+        self._pos = 0
+        self._seekable = self._inner.seekable()
+        if self._seekable:
+            self._inner.seek(start)
+        else:
+            discard(self._inner, start)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return self._seekable
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if not self._seekable:
+            raise io.UnsupportedOperation("seek")
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        self._inner.seek(self._start + min(self._pos, self._size))
+        return self._pos
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        want = min(len(buffer), self._size - self._pos)
+        if want <= 0:
+            return 0
+        data = self._inner.read(want)
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        self._inner.close()
+        super().close()
+
+
+def discard(stream: BinaryIO, count: int) -> None:
+    """Read and drop `count` bytes of a stream that cannot seek."""
+    while count > 0:
+        data = stream.read(min(count, 1024 * 1024))
+        if not data:
+            return
+        count -= len(data)
+
+
 @dataclass
 class Blob:
     """Bytes to scan: a file on disk or something inside one.

@@ -34,7 +34,7 @@ from typing import IO, BinaryIO, cast
 
 from modelward.config import Limits
 from modelward.findings import Severity
-from modelward.formats.base import Blob, CountingReader, ScanAborted, ScanContext
+from modelward.formats.base import Blob, ByteWindow, CountingReader, ScanAborted, ScanContext
 
 _LOCAL_MAGIC = b"PK\x03\x04"
 _EMPTY_MAGIC = b"PK\x05\x06"
@@ -144,7 +144,7 @@ class ZipArchive:
             location=self.blob.location.member("<zip-prefix>"),
             size=self.prefix,
             opener=lambda: cast(
-                BinaryIO, io.BufferedReader(_Slice(self.blob.open(), 0, self.prefix))
+                BinaryIO, io.BufferedReader(ByteWindow(self.blob.open, 0, self.prefix))
             ),
         )
 
@@ -185,32 +185,6 @@ class _MemberStream(io.RawIOBase):
         except _MEMBER_ERRORS as exc:
             raise ScanAborted("MW-ZIP-CORRUPT", f"member {self._name!r}: {exc}") from exc
         buffer[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        self._inner.close()
-        super().close()
-
-
-class _Slice(io.RawIOBase):
-    """Bytes `[start, end)` of a seekable stream."""
-
-    def __init__(self, inner: BinaryIO, start: int, end: int) -> None:
-        self._inner = inner
-        self._end = end
-        self._pos = start
-        inner.seek(start)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        want = min(len(buffer), self._end - self._pos)
-        if want <= 0:
-            return 0
-        data = self._inner.read(want)
-        buffer[: len(data)] = data
-        self._pos += len(data)
         return len(data)
 
     def close(self) -> None:
