@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.integrity import make_hf_cache, make_model
+from fixtures.integrity import make_hf_cache, make_model, write_ec_key
 from modelward.cli.main import main
 from modelward.provenance.lock import LockError, check_model, lock_model, read_lock
 
@@ -28,6 +28,20 @@ def test_lock_then_check_clean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         "tokenizer/vocab.txt",
     }
     assert main(["lock", "--check"]) == 0
+
+
+def test_signing_a_locked_model_does_not_drift_its_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = make_model(tmp_path / "m")
+    private, _public = write_ec_key(tmp_path / "key.pem")
+    monkeypatch.chdir(tmp_path)
+    assert main(["lock", "m"]) == 0
+    assert main(["sign", "m", "--key", str(private)]) == 0
+    assert (model / "model.sig").is_file()
+    assert main(["lock", "--check"]) == 0
+    (model / "config.json").write_text('{"hidden_size": 9}\n')
+    assert main(["lock", "--check"]) == 1  # the bundle is ignored, nothing else is
 
 
 @pytest.mark.parametrize("change", ["edit", "add", "remove"])

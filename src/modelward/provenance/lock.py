@@ -29,7 +29,8 @@ from modelward.integrity.cache import DigestCache
 from modelward.integrity.comparison import VerificationResult, compare
 from modelward.integrity.errors import IntegrityError, ModelPathError
 from modelward.integrity.manifest import Manifest, ManifestEntry, Serialization, hash_model
-from modelward.integrity.walk import name_key
+from modelward.integrity.signing import default_signature_path, with_signature_ignored
+from modelward.integrity.walk import DEFAULT_IGNORE, name_key
 
 LOCK_VERSION = 1
 DEFAULT_LOCK_FILE = "models.lock"
@@ -49,8 +50,12 @@ class LockedModel:
     digest: str
     files: dict[str, tuple[int, str]] = field(default_factory=dict)  # name -> (size, hex)
 
-    def manifest(self, *, allow_symlinks: bool = False) -> Manifest:
-        ser = Serialization(hash_type=self.algorithm, allow_symlinks=allow_symlinks)
+    def manifest(
+        self, *, allow_symlinks: bool = False, ignore_paths: tuple[str, ...] = DEFAULT_IGNORE
+    ) -> Manifest:
+        ser = Serialization(
+            hash_type=self.algorithm, allow_symlinks=allow_symlinks, ignore_paths=ignore_paths
+        )
         entries = [
             ManifestEntry(name, size, 0, size, bytes.fromhex(digest))
             for name, (size, digest) in sorted(self.files.items(), key=lambda i: name_key(i[0]))
@@ -112,9 +117,22 @@ def lock_model(
         path = base_dir / source
         links = False
         source = Path(os.path.relpath(path.resolve(), base_dir.resolve())).as_posix()
-    manifest = hash_model(path, algorithm=algorithm, allow_symlinks=links, cache=cache, jobs=jobs)
+    manifest = hash_model(
+        path,
+        algorithm=algorithm,
+        allow_symlinks=links,
+        ignore_paths=_lock_ignore(path),
+        cache=cache,
+        jobs=jobs,
+    )
     files = {e.path: (e.size, e.digest.hex()) for e in manifest.entries}
     return LockedModel(source, manifest.serialization.hash_type, manifest.digest(), files)
+
+
+def _lock_ignore(path: Path) -> tuple[str, ...]:
+    """What a lock never pins: the usual ignores and the model's own signature bundle, so
+    that signing a locked model does not make its lock drift."""
+    return with_signature_ignored(path, default_signature_path(path), DEFAULT_IGNORE)
 
 
 def check_model(
@@ -127,7 +145,7 @@ def check_model(
 ) -> VerificationResult:
     """Compare a locked model with what is on disk now (names and sizes first)."""
     path, links = model_path(locked.source, base_dir, hf_cache or default_hf_cache())
-    expected = locked.manifest(allow_symlinks=links)
+    expected = locked.manifest(allow_symlinks=links, ignore_paths=_lock_ignore(path))
     if expected.digest() != locked.digest:
         raise LockError(f"{locked.source}: lock entry is inconsistent (digest vs files)")
     result = compare(path, expected, cache=cache, jobs=jobs)
