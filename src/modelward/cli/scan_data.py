@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelward.cli._behaviour_inputs import fail
 from modelward.cli.scan import _severity
-from modelward.cli.scan_model import _fail
 from modelward.findings import Severity
 
 if TYPE_CHECKING:
@@ -59,39 +59,19 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from modelward import scan
+    from modelward.cli._behaviour_inputs import load_after_static_scan
     from modelward.cli.main import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS
 
-    try:
-        report = scan(args.model, args.data)
-    except FileNotFoundError as exc:
-        return _fail(str(exc), EXIT_ERROR)
-    if report.has_findings_at(args.fail_on):
-        from modelward.report import RENDERERS
+    inputs = load_after_static_scan(args, "scan-data", [args.model, args.data])
+    if isinstance(inputs, int):
+        return inputs
+    from modelward.behaviour.data_scan import scan_data
 
-        sys.stdout.write(RENDERERS[args.format](report))
-        return _fail(
-            f"refusing to load {args.model} and {args.data}: the static scan has findings at"
-            f" or above {args.fail_on.label}",
-            EXIT_FINDINGS,
-        )
-    try:
-        import numpy as np
-        import torch
-
-        from modelward.behaviour.data_scan import scan_data
-    except ImportError:
-        return _fail("scan-data needs torch: pip install 'modelward[behaviour]'", EXIT_ERROR)
-    try:
-        with np.load(args.data, allow_pickle=False) as data:
-            x, y = data["x"].astype(np.float32), data["y"].astype(np.int64)
-        model = torch.jit.load(str(args.model), map_location="cpu")  # type: ignore[no-untyped-call]
-    except (OSError, KeyError, ValueError, RuntimeError) as exc:
-        return _fail(f"cannot read {args.data} or {args.model}: {exc}", EXIT_ERROR)
+    model, x, y = inputs.model, inputs.x, inputs.y
     try:
         verdict = scan_data(model, x, y)
     except (ValueError, RuntimeError) as exc:
-        return _fail(f"cannot run {args.model} on {args.data}: {exc}", EXIT_ERROR)
+        return fail(f"cannot run {args.model} on {args.data}: {exc}", EXIT_ERROR)
     sys.stdout.write(_render(args, verdict))
     return EXIT_FINDINGS if verdict.suspicious_classes else EXIT_CLEAN
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelward.cli._behaviour_inputs import fail
 from modelward.cli.scan import _severity
 from modelward.findings import Severity
 
@@ -67,45 +68,25 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from modelward import scan
+    from modelward.cli._behaviour_inputs import load_after_static_scan
     from modelward.cli.main import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS
 
-    try:
-        report = scan(args.model)
-    except FileNotFoundError as exc:
-        return _fail(str(exc), EXIT_ERROR)
-    if report.has_findings_at(args.fail_on):
-        from modelward.report import RENDERERS
+    inputs = load_after_static_scan(args, "scan-model", [args.model])
+    if isinstance(inputs, int):
+        return inputs
+    from modelward.behaviour.model_scan import DEFAULT_THRESHOLD, scan_model
 
-        sys.stdout.write(RENDERERS[args.format](report))
-        return _fail(
-            f"refusing to load {args.model}: its static scan has findings at or above"
-            f" {args.fail_on.label}",
-            EXIT_FINDINGS,
-        )
-    try:
-        import numpy as np
-        import torch
-
-        from modelward.behaviour.model_scan import DEFAULT_THRESHOLD, scan_model
-    except ImportError:
-        return _fail("scan-model needs torch: pip install 'modelward[behaviour]'", EXIT_ERROR)
-    try:
-        with np.load(args.data, allow_pickle=False) as data:
-            x, y = data["x"].astype(np.float32), data["y"].astype(np.int64)
-        model = torch.jit.load(str(args.model), map_location="cpu")  # type: ignore[no-untyped-call]
-    except (OSError, KeyError, ValueError, RuntimeError) as exc:
-        return _fail(f"cannot read {args.data} or {args.model}: {exc}", EXIT_ERROR)
+    model, x, y = inputs.model, inputs.x, inputs.y
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     try:
         verdict = scan_model(model, x, y, threshold=threshold)
     except (ValueError, RuntimeError) as exc:
-        return _fail(f"cannot run {args.model} on {args.data}: {exc}", EXIT_ERROR)
+        return fail(f"cannot run {args.model} on {args.data}: {exc}", EXIT_ERROR)
     if args.trigger_out:
         try:
             args.trigger_out.write_bytes(verdict.trigger_png())
         except OSError as exc:
-            return _fail(f"cannot write {args.trigger_out}: {exc.strerror or exc}", EXIT_ERROR)
+            return fail(f"cannot write {args.trigger_out}: {exc.strerror or exc}", EXIT_ERROR)
     sys.stdout.write(_render(args, verdict))
     return EXIT_FINDINGS if verdict.backdoored else EXIT_CLEAN
 
@@ -126,8 +107,3 @@ def _render(args: argparse.Namespace, verdict: ModelVerdict) -> str:
     if args.trigger_out:
         lines.append(f"  reversed trigger written to {args.trigger_out}")
     return "\n".join(lines) + "\n"
-
-
-def _fail(message: str, code: int) -> int:
-    print(f"modelward: {message}", file=sys.stderr)
-    return code

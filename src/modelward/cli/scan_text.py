@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from modelward.cli._behaviour_inputs import fail
 from modelward.cli.scan import _severity
-from modelward.cli.scan_model import _fail
 from modelward.findings import Severity
 
 EPILOG = """\
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         scan = scan_text_dataset(args.data, args.text_field, args.label_field)
     except OSError as exc:
-        return _fail(f"cannot read {args.data}: {exc.strerror or exc}", EXIT_ERROR)
+        return fail(f"cannot read {args.data}: {exc.strerror or exc}", EXIT_ERROR)
     report = ScanReport([scan.result], seconds=scan.result.seconds)
     sys.stdout.write(RENDERERS[args.format](report, terminal=sys.stdout.isatty()))
     return EXIT_FINDINGS if report.has_findings_at(args.fail_on) else EXIT_CLEAN
