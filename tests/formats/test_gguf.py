@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import modelward
 from fixtures.chat_templates import BENIGN
+from fixtures.fuzzing import assert_never_crashes, scan_bytes
 from fixtures.gguf_files import HOSTILE, absurd_tensor_count, truncated_string, write_gguf
 from modelward.findings import Severity
 from modelward.formats.gguf import GGML_BLOCKS
@@ -102,19 +103,6 @@ def test_absurd_sizes_stay_in_bounded_memory(
     assert peak < 200 * 1024**2
 
 
-def _scan_bytes(data: bytes) -> modelward.ScanReport:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "fuzz.gguf"
-        path.write_bytes(data)
-        return modelward.scan(path)
-
-
-def _never_crashes(report: modelward.ScanReport) -> None:
-    result = report.results[0]
-    assert result.errors == []
-    assert not {"MW-SCAN-ERROR", "MW-LIMIT-MEMORY"} & {f.rule_id for f in result.findings}
-
-
 with tempfile.TemporaryDirectory() as _folder:
     _VALID = write_gguf(Path(_folder) / "seed.gguf").read_bytes()
 _HEADER_END = _VALID.index(b"blk.0.b") + 64
@@ -122,7 +110,7 @@ _HEADER_END = _VALID.index(b"blk.0.b") + 64
 
 @given(st.binary(max_size=1024))
 def test_fuzz_random_headers_never_crash(tail: bytes) -> None:
-    _never_crashes(_scan_bytes(b"GGUF\x03\x00\x00\x00" + tail))
+    assert_never_crashes(scan_bytes(b"GGUF\x03\x00\x00\x00" + tail, ".gguf"))
 
 
 @given(
@@ -134,4 +122,4 @@ def test_fuzz_mutated_files_never_crash(edits: list[tuple[int, int]], keep: int)
     for position, value in edits:
         if position < len(data):
             data[position] = value
-    _never_crashes(_scan_bytes(bytes(data)))
+    assert_never_crashes(scan_bytes(bytes(data), ".gguf"))

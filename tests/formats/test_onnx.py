@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import modelward
+from fixtures.fuzzing import assert_never_crashes, scan_bytes
 from fixtures.onnx_models import (
     HOSTILE,
     benign_control_flow,
@@ -130,26 +131,13 @@ def test_detection_is_conservative(tmp_path: Path) -> None:
         assert not scanner.detect(Blob.from_bytes(modelward.Location("x"), data), data)
 
 
-def _scan_bytes(data: bytes) -> modelward.ScanReport:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "fuzz.onnx"
-        path.write_bytes(data)
-        return modelward.scan(path)
-
-
-def _never_crashes(report: modelward.ScanReport) -> None:
-    result = report.results[0]
-    assert result.errors == []
-    assert not {"MW-SCAN-ERROR", "MW-LIMIT-MEMORY"} & {f.rule_id for f in result.findings}
-
-
 with tempfile.TemporaryDirectory() as _folder:
     _VALID = benign_control_flow(Path(_folder) / "seed.onnx").read_bytes()
 
 
 @given(st.binary(max_size=1024))
 def test_fuzz_random_bytes_after_the_model_prefix_never_crash(tail: bytes) -> None:
-    _never_crashes(_scan_bytes(b"\x08\x08\x12\x04test" + tail))
+    assert_never_crashes(scan_bytes(b"\x08\x08\x12\x04test" + tail, ".onnx"))
 
 
 @given(
@@ -161,4 +149,4 @@ def test_fuzz_mutated_models_never_crash(edits: list[tuple[int, int]], keep: int
     for position, value in edits:
         if position < len(data):
             data[position] = value
-    _never_crashes(_scan_bytes(bytes(data)))
+    assert_never_crashes(scan_bytes(bytes(data), ".onnx"))

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import modelward
+from fixtures.fuzzing import assert_never_crashes, scan_bytes
 from fixtures.safetensors_files import HOSTILE, benign_numpy, benign_torch, huge_header_length
 from modelward.config import Limits, ScanConfig
 from modelward.findings import Severity
@@ -83,26 +84,13 @@ def test_hostile_header_length_stays_in_bounded_memory(tmp_path: Path) -> None:
     assert peak < 200 * 1024**2
 
 
-def _scan_bytes(data: bytes) -> modelward.ScanReport:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "fuzz.safetensors"
-        path.write_bytes(data)
-        return modelward.scan(path)
-
-
-def _never_crashes(report: modelward.ScanReport) -> None:
-    result = report.results[0]
-    assert result.errors == []
-    assert not {"MW-SCAN-ERROR", "MW-LIMIT-MEMORY"} & {f.rule_id for f in result.findings}
-
-
 with tempfile.TemporaryDirectory() as _folder:
     _VALID = benign_numpy(Path(_folder) / "seed.safetensors").read_bytes()
 
 
 @given(st.binary(max_size=2048).map(lambda tail: b"\x20\x00\x00\x00\x00\x00\x00\x00{" + tail))
 def test_fuzz_random_headers_never_crash(data: bytes) -> None:
-    _never_crashes(_scan_bytes(data))
+    assert_never_crashes(scan_bytes(data, ".safetensors"))
 
 
 @given(
@@ -114,4 +102,4 @@ def test_fuzz_mutated_files_never_crash(edits: list[tuple[int, int]], keep: int)
     for position, value in edits:
         if position < len(data):
             data[position] = value
-    _never_crashes(_scan_bytes(bytes(data)))
+    assert_never_crashes(scan_bytes(bytes(data), ".safetensors"))
