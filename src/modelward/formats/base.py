@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from modelward.findings import Finding, Location, ScanResult, Severity
 
@@ -149,6 +149,9 @@ class Blob:
     size: int
     opener: Callable[[], BinaryIO]
     fs_path: Path | None = None
+    #: What detectors worked out about this blob (a zip's member names), so that several
+    #: detectors asking the same question parse the bytes once.
+    sniffed: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_file(cls, path: Path, display: str | None = None) -> Blob:

@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from modelward.config import Limits
 from modelward.findings import Location, Severity
 from modelward.formats import pycode
 from modelward.formats._datafile import load_table
 from modelward.formats._marshal import MarshalError, read_code
 from modelward.formats.base import Blob, ScanContext
-from modelward.formats.zip import looks_like_zip, member_names, read_zip, scan_members
+from modelward.formats.zip import read_zip, scan_members, zip_member_names
 
 #: JSON values walked in one config before the rest is reported as not analysed.
 MAX_CONFIG_NODES = 2_000_000
@@ -350,9 +349,7 @@ class KerasScanner:
     name = "keras"
 
     def detect(self, blob: Blob, head: bytes) -> bool:
-        if not looks_like_zip(blob, head):
-            return False
-        names = member_names(blob, Limits())
+        names = zip_member_names(blob, head)
         return (
             names is not None
             and "config.json" in names

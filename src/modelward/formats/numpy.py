@@ -14,11 +14,10 @@ import re
 import struct
 from typing import Any, BinaryIO
 
-from modelward.config import Limits
 from modelward.findings import Severity
 from modelward.formats._spliced import scan_pickle_ranges
 from modelward.formats.base import Blob, ScanContext
-from modelward.formats.zip import looks_like_zip, member_names, read_zip, scan_members
+from modelward.formats.zip import read_zip, scan_members, zip_member_names
 
 MAGIC = b"\x93NUMPY"
 #: Header length field width for each supported major version.
@@ -190,9 +189,7 @@ class NpzScanner:
     name = "npz"
 
     def detect(self, blob: Blob, head: bytes) -> bool:
-        if not looks_like_zip(blob, head):
-            return False
-        names = member_names(blob, Limits())
+        names = zip_member_names(blob, head)
         return bool(names) and all(n.endswith(".npy") for n in names or ())
 
     def scan(self, blob: Blob, ctx: ScanContext) -> None:

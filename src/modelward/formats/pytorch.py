@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import re
 
-from modelward.config import Limits
 from modelward.findings import Severity
 from modelward.formats.base import Blob, ScanAborted, ScanContext
 from modelward.formats.pickle import scan_pickle_stream
 from modelward.formats.zip import (
     ZipArchive,
     ZipMember,
-    looks_like_zip,
-    member_names,
     read_zip,
     scan_members,
+    zip_member_names,
 )
 
 #: `torch.serialization.MAGIC_NUMBER` as the LONG1 opcode pickles it (little-endian, 10 bytes).
@@ -50,9 +48,7 @@ class PyTorchZipScanner:
     name = "pytorch-zip"
 
     def detect(self, blob: Blob, head: bytes) -> bool:
-        if not looks_like_zip(blob, head):
-            return False
-        names = member_names(blob, Limits())
+        names = zip_member_names(blob, head)
         return names is not None and _is_checkpoint(names)
 
     def scan(self, blob: Blob, ctx: ScanContext) -> None:

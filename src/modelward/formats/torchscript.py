@@ -15,7 +15,6 @@ import ast
 import dataclasses
 from functools import cache
 
-from modelward.config import Limits
 from modelward.findings import Finding, Location, ScanResult, Severity
 from modelward.formats import pycode
 from modelward.formats._datafile import name_set
@@ -24,10 +23,9 @@ from modelward.formats.pickle import scan_pickle_stream
 from modelward.formats.zip import (
     ZipArchive,
     ZipMember,
-    looks_like_zip,
-    member_names,
     read_zip,
     scan_members,
+    zip_member_names,
 )
 
 _CODE_DIR = "code/"
@@ -146,9 +144,7 @@ class TorchScriptScanner:
     name = "torchscript"
 
     def detect(self, blob: Blob, head: bytes) -> bool:
-        if not looks_like_zip(blob, head):
-            return False
-        names = member_names(blob, Limits())
+        names = zip_member_names(blob, head)
         return names is not None and is_torchscript(names)
 
     def scan(self, blob: Blob, ctx: ScanContext) -> None:

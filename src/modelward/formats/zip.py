@@ -220,6 +220,16 @@ def member_names(blob: Blob, limits: Limits) -> list[str] | None:
     return [m.name for m in directory.members]
 
 
+def zip_member_names(blob: Blob, head: bytes) -> list[str] | None:
+    """The member names when `blob` is a readable zip, else None; parsed once per blob for
+    all the zip-based detectors (TorchScript, Keras, PyTorch, npz)."""
+    if "zip-names" not in blob.sniffed:
+        names = member_names(blob, Limits()) if looks_like_zip(blob, head) else None
+        blob.sniffed["zip-names"] = names
+    names_or_none: list[str] | None = blob.sniffed["zip-names"]
+    return names_or_none
+
+
 def read_zip(blob: Blob, ctx: ScanContext) -> ZipArchive:
     """Parse `blob`'s central directory and report everything suspicious about it.
 
