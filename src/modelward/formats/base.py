@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from modelward.findings import Finding, Location, ScanResult, Severity
 
@@ -135,6 +135,41 @@ def discard(stream: BinaryIO, count: int) -> None:
         if not data:
             return
         count -= len(data)
+
+
+class ReportingReader(io.RawIOBase):
+    """A read-only, non-seekable view of a decoding stream whose decoder errors become
+    `ScanAborted` findings (`rule_id`, `message` + the error) instead of exceptions."""
+
+    def __init__(
+        self,
+        inner: IO[bytes] | io.BufferedIOBase,
+        errors: tuple[type[BaseException], ...],
+        rule_id: str,
+        message: str,
+    ) -> None:
+        self._inner = inner
+        self._errors = errors
+        self._rule_id = rule_id
+        self._message = message
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        try:
+            # read1 where there is one: what is there now, so a truncated stream still
+            # yields its first part.
+            read = getattr(self._inner, "read1", self._inner.read)
+            data = read(len(buffer))
+        except self._errors as exc:
+            raise ScanAborted(self._rule_id, f"{self._message}: {exc}") from exc
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._inner.close()
+        super().close()
 
 
 @dataclass

@@ -31,7 +31,7 @@ from typing import BinaryIO, cast
 
 from modelward.findings import Severity
 from modelward.formats._spliced import scan_pickle_ranges
-from modelward.formats.base import Blob, CountingReader, ScanAborted, ScanContext
+from modelward.formats.base import Blob, CountingReader, ReportingReader, ScanAborted, ScanContext
 from modelward.formats.numpy import itemsize
 from modelward.formats.pickle import looks_like_pickle
 from modelward.pickle.opcodes import Opcode
@@ -96,30 +96,6 @@ class _ZlibReader(io.RawIOBase):
         return 0
 
 
-class _Decompressed(io.RawIOBase):
-    """A decompressing stream that is not seekable (so nobody seeks to its end: a bomb)
-    and whose decoder errors become findings."""
-
-    def __init__(self, inner: io.BufferedIOBase) -> None:
-        self._inner = inner
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        try:
-            # read1: what is there now, so a truncated stream still yields its first part.
-            data = self._inner.read1(len(buffer))
-        except _DECOMPRESS_ERRORS as exc:
-            raise ScanAborted("MW-JOBLIB-CORRUPT", f"compressed stream is corrupt: {exc}") from exc
-        buffer[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        self._inner.close()
-        super().close()
-
-
 def _decompressor(codec: str, raw: BinaryIO) -> io.BufferedIOBase:
     if codec == "gzip":
         return gzip.GzipFile(fileobj=raw, mode="rb")
@@ -138,7 +114,19 @@ def _decompressor(codec: str, raw: BinaryIO) -> io.BufferedIOBase:
 
 
 def _open_decompressed(codec: str, raw: BinaryIO, limit: int) -> BinaryIO:
-    capped = CountingReader(cast(BinaryIO, _Decompressed(_decompressor(codec, raw))), [0], limit)
+    capped = CountingReader(
+        cast(
+            BinaryIO,
+            ReportingReader(
+                _decompressor(codec, raw),
+                _DECOMPRESS_ERRORS,
+                "MW-JOBLIB-CORRUPT",
+                "compressed stream is corrupt",
+            ),
+        ),
+        [0],
+        limit,
+    )
     return cast(BinaryIO, io.BufferedReader(capped, buffer_size=_CHUNK))
 
 

@@ -30,11 +30,18 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import IO, BinaryIO, cast
+from typing import BinaryIO, cast
 
 from modelward.config import Limits
 from modelward.findings import Severity
-from modelward.formats.base import Blob, ByteWindow, CountingReader, ScanAborted, ScanContext
+from modelward.formats.base import (
+    Blob,
+    ByteWindow,
+    CountingReader,
+    ReportingReader,
+    ScanAborted,
+    ScanContext,
+)
 
 _LOCAL_MAGIC = b"PK\x03\x04"
 _EMPTY_MAGIC = b"PK\x05\x06"
@@ -166,30 +173,9 @@ class ZipArchive:
             inner = self._zipfile.open(info)
         except (*_MEMBER_ERRORS, RuntimeError, ValueError) as exc:
             raise ScanAborted("MW-ZIP-CORRUPT", f"member {member.name!r}: {exc}") from exc
-        return cast(BinaryIO, io.BufferedReader(_MemberStream(inner, member.name)))
-
-
-class _MemberStream(io.RawIOBase):
-    """A zip member stream whose decompression errors become `ScanAborted` findings."""
-
-    def __init__(self, inner: IO[bytes], name: str) -> None:
-        self._inner = inner
-        self._name = name
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        try:
-            data = self._inner.read(len(buffer))
-        except _MEMBER_ERRORS as exc:
-            raise ScanAborted("MW-ZIP-CORRUPT", f"member {self._name!r}: {exc}") from exc
-        buffer[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        self._inner.close()
-        super().close()
+        where = f"member {member.name!r}"
+        reader = ReportingReader(inner, _MEMBER_ERRORS, "MW-ZIP-CORRUPT", where)
+        return cast(BinaryIO, io.BufferedReader(reader))
 
 
 def looks_like_zip(blob: Blob, head: bytes) -> bool:
