@@ -36,4 +36,5 @@ RENDERERS: dict[str, Renderer] = {
     "table": LazyRenderer("modelward.report.table:render_table"),
     "json": LazyRenderer("modelward.report.json:render_json"),
     "sarif": LazyRenderer("modelward.report.sarif:render_sarif"),
+    "html": LazyRenderer("modelward.report.html:render_html"),
 }
