@@ -33,7 +33,7 @@ def render_html(report: ScanReport, *, terminal: bool = False) -> str:
         verdict=verdict_line(report).plain,
         counts=[(level, counts[level]) for level in sorted(Severity, reverse=True)],
         csp=f"default-src 'none'; style-src {style_source()}; base-uri 'none'; form-action 'none'",
-        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        generated=utc(datetime.now(UTC)),
     )
 
 
@@ -52,6 +52,7 @@ def environment() -> jinja2.Environment:
     env.filters["printable"] = printable
     env.filters["human_bytes"] = human_bytes
     env.filters["worst_first"] = worst_first
+    env.filters["utc"] = utc
     env.globals.update(css=stylesheet(), version=__version__, long_evidence=LONG_EVIDENCE)
     return env
 
@@ -59,6 +60,11 @@ def environment() -> jinja2.Environment:
 def worst_first(findings: list[Finding]) -> list[Finding]:
     """Worst first across all files; equal severities keep the scanner's order."""
     return sorted(findings, key=lambda f: -f.severity)
+
+
+def utc(moment: datetime) -> str:
+    """`2026-11-23 13:20:05 UTC`: stored times are tz-aware; shown in UTC, seconds precision."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @cache
