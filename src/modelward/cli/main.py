@@ -22,6 +22,7 @@ from modelward.cli import scan as scan_command
 from modelward.cli import scan_data as scan_data_command
 from modelward.cli import scan_model as scan_model_command
 from modelward.cli import scan_text as scan_text_command
+from modelward.cli import serve as serve_command
 from modelward.cli import sign as sign_command
 from modelward.cli import verify as verify_command
 
@@ -44,6 +45,7 @@ COMMANDS = (
     scan_model_command,
     scan_data_command,
     scan_text_command,
+    serve_command,
 )
 
 
