@@ -1,4 +1,4 @@
-"""Shared test settings: Hypothesis profiles, small by default so CI stays fast.
+"""Shared test settings: Hypothesis profiles, small by default so CI stays fast; store fixtures.
 
 `HYPOTHESIS_PROFILE=long` runs every fuzz test much longer (see docs/fuzzing.md).
 """
@@ -6,7 +6,11 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -16,3 +20,52 @@ settings.register_profile(
     "long", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test stores scans in its own SQLite file, never in the user's data folder."""
+    monkeypatch.setenv("MODELWARD_STORE", f"sqlite:///{tmp_path / 'modelward-store.db'}")
+
+
+def service_missing(name: str, why: str) -> None:
+    """Skip a test whose service is missing, or fail it where CI promised the service."""
+    message = f"{name} not available: {why}"
+    if os.environ.get("MODELWARD_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{message} (MODELWARD_REQUIRE_SERVICES=1)")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL to a fresh, empty schema of the test PostgreSQL database, dropped afterwards."""
+    base = os.environ.get("MODELWARD_TEST_POSTGRES")
+    if not base:
+        service_missing(
+            "PostgreSQL", 'MODELWARD_TEST_POSTGRES is not set (eval "$(.ci/services.sh)")'
+        )
+    try:
+        import psycopg
+    except ImportError:
+        service_missing(
+            "PostgreSQL", "psycopg is not installed (pip install 'modelward[postgres]')"
+        )
+    schema = f"mw_test_{uuid.uuid4().hex[:16]}"
+    try:
+        with psycopg.connect(base, connect_timeout=5, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+    except psycopg.Error as exc:
+        service_missing("PostgreSQL", f"cannot connect to the test database: {exc}")
+    separator = "&" if "?" in base else "?"
+    yield f"{base}{separator}options=-csearch_path%3D{schema}"
+    with psycopg.connect(base, connect_timeout=5, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store URL on each backend: a SQLite file, and an empty PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url

@@ -15,8 +15,10 @@ The same file may hold a `[policy]` table, read by `modelward.provenance.policy`
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,15 @@ class ScanConfig:
     @classmethod
     def from_file(cls, path: Path) -> ScanConfig:
         return cls.from_mapping(read_config_table(path), str(path))
+
+    def digest(self) -> str:
+        """A stable hex digest of everything here that can change a scan's findings.
+
+        The results store keys cached results by it: another allow-list or other limits
+        re-scan instead of reusing a result made under different settings.
+        """
+        doc = {"allow_globals": sorted(self.allow_globals), "limits": asdict(self.limits)}
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
 #: Tables a config file may hold: `[scan]` here, `[policy]` in `modelward.provenance.policy`.

@@ -8,7 +8,7 @@ into a table, JSON or SARIF.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 #: MITRE ATLAS techniques findings are tagged with.
@@ -71,6 +71,10 @@ class Location:
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "members": list(self.members), "offset": self.offset}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Location:
+        return cls(str(data["path"]), tuple(data.get("members", ())), data.get("offset"))
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -93,6 +97,17 @@ class Finding:
             "evidence": self.evidence,
             "technique": self.technique,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Finding:
+        return cls(
+            rule_id=data["rule_id"],
+            severity=Severity.parse(data["severity"]),
+            location=Location.from_dict(data["location"]),
+            message=data["message"],
+            evidence=data.get("evidence"),
+            technique=data.get("technique", ATLAS_MODEL_SUPPLY_CHAIN),
+        )
 
 
 @dataclass
@@ -126,6 +141,31 @@ class ScanResult:
             "findings": [f.to_dict() for f in self.findings],
             "errors": list(self.errors),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScanResult:
+        """The result `to_dict` wrote (as stored by the results store or sent by a Ray task)."""
+        return cls(
+            path=data["path"],
+            format=data.get("format", "unknown"),
+            findings=[Finding.from_dict(f) for f in data.get("findings", ())],
+            errors=list(data.get("errors", ())),
+            bytes_read=data.get("bytes_read", 0),
+            size=data.get("size", 0),
+            seconds=data.get("seconds", 0.0),
+        )
+
+    def moved_to(self, path: str) -> ScanResult:
+        """This result as if the same bytes had been scanned at `path` (a reused result)."""
+        if path == self.path:
+            return self
+        findings = [
+            replace(f, location=replace(f.location, path=path))
+            if f.location.path == self.path
+            else f
+            for f in self.findings
+        ]
+        return replace(self, path=path, findings=findings)
 
 
 @dataclass

@@ -1,0 +1,65 @@
+"""The rule-set version a stored result was produced with, and file digests.
+
+A stored result is reused only for the same bytes scanned by the same rules: the
+version is the package version plus a digest of everything that decides a verdict
+(the rule data and the scanner sources), so a changed allow-list or scanner re-scans
+even before a release bumps the version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+from modelward import __version__
+
+_PACKAGE = Path(__file__).resolve().parent.parent
+#: Folders and modules whose content decides what a scan finds.
+_RULE_SOURCES = (
+    "data",
+    "formats",
+    "pickle",
+    "scanner.py",
+    "folders.py",
+    "findings.py",
+    "config.py",
+)
+_CHUNK = 1 << 20
+
+
+@lru_cache(maxsize=1)
+def ruleset_version() -> str:
+    """`<version>+<12 hex>`: the package version and a digest of the rules and scanners."""
+    digest = hashlib.sha256()
+    for path in _rule_files():
+        digest.update(path.relative_to(_PACKAGE).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return f"{__version__}+{digest.hexdigest()[:12]}"
+
+
+def _rule_files() -> list[Path]:
+    files: list[Path] = []
+    for name in _RULE_SOURCES:
+        root = _PACKAGE / name
+        if root.is_dir():
+            files.extend(
+                p
+                for p in root.rglob("*")
+                if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+            )
+        elif root.is_file():
+            files.append(root)
+    return sorted(files)
+
+
+def sha256_file(path: Path) -> str:
+    """The hex SHA-256 of a file's bytes, read in chunks (never the whole file at once)."""
+    digest = hashlib.sha256()
+    buf = bytearray(_CHUNK)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(view):
+            digest.update(view[:n])
+    return digest.hexdigest()

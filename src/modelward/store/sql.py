@@ -1,0 +1,417 @@
+"""`ResultStore`: scan results, scan events and verdicts in SQLite or PostgreSQL.
+
+Every write is one transaction, so a process killed mid-write leaves the whole row or
+nothing. SQLite runs in WAL mode with a busy timeout and takes its write lock when a
+write transaction begins (`BEGIN IMMEDIATE`), so several processes (uvicorn workers,
+`-j` workers, Ray tasks on one host) can write the same file without lock-upgrade
+deadlocks. Each process opens its own store; an open store is never shared across a fork.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from modelward.findings import ScanResult, Severity
+from modelward.store.records import ModelSummary, StoredScan, Verdict
+from modelward.store.ruleset import ruleset_version
+from modelward.store.schema import HEAD_REVISION, ResultRow, ScanRow, VerdictRow
+from modelward.store.urls import default_store_url, mask_url, normalise_url
+
+#: Seconds a SQLite writer waits for another process's write before giving up.
+SQLITE_BUSY_SECONDS = 30.0
+#: Seconds to wait for a PostgreSQL server to answer a connection.
+CONNECT_TIMEOUT_SECONDS = 10
+#: Formats whose result says the scan did not finish; such results are never reused.
+UNFINISHED_FORMATS = frozenset({"aborted", "unreadable", "broken-symlink"})
+#: Key of the PostgreSQL advisory lock held while migrating, so two processes never race.
+_MIGRATION_LOCK = 0x6D77_5354
+
+
+class StoreError(Exception):
+    """The store cannot be opened, migrated, read or written; the message is safe to print."""
+
+
+def open_store(url: str | None = None) -> ResultStore:
+    """Open (creating or migrating the schema as needed) the store at `url` or the default."""
+    return ResultStore(url if url is not None else default_store_url())
+
+
+def is_reusable(result: ScanResult) -> bool:
+    """Whether a result depends only on the file's bytes, so the same bytes may reuse it.
+
+    Results with errors, cut short by a limit, or that read other files (ONNX external
+    data, whose neighbours can change) are recorded but never reused.
+    """
+    return (
+        not result.errors
+        and result.format not in UNFINISHED_FORMATS
+        and not result.data_files
+        and not any(f.rule_id.startswith("MW-ONNX-EXTERNAL") for f in result.findings)
+    )
+
+
+class ResultStore:
+    """Scan results keyed by (SHA-256, rule-set version, config digest), and their history."""
+
+    def __init__(self, url: str) -> None:
+        self.url = normalise_url(url)
+        self._secret = _password(self.url)
+        with self._errors("cannot open"):
+            self._engine = _create_engine(self.url)
+            self._writer = self._engine.execution_options(modelward_write=True)
+            _migrate(self._engine)
+
+    def __repr__(self) -> str:
+        return f"ResultStore({mask_url(self.url)!r})"
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # -- scans -------------------------------------------------------------------------
+
+    def cached_result(self, sha256: str, config_digest: str = "") -> ScanResult | None:
+        """The stored result for these bytes under the current rules and config, else None."""
+        if not sha256:
+            return None
+        with self._errors("cannot read"), Session(self._engine) as session:
+            doc = session.scalar(
+                select(ResultRow.result).where(
+                    ResultRow.sha256 == sha256,
+                    ResultRow.ruleset == ruleset_version(),
+                    ResultRow.config_digest == config_digest,
+                )
+            )
+        return ScanResult.from_dict(doc) if doc is not None else None
+
+    def record_scan(
+        self,
+        sha256: str,
+        result: ScanResult,
+        *,
+        source: str = "cli",
+        config_digest: str = "",
+        cached: bool = False,
+        diff: dict[str, Any] | None = None,
+        reusable: bool = True,
+    ) -> StoredScan:
+        """Record one scan event (and, when it may be reused, its result) in one transaction.
+
+        `reusable=False` keeps a result out of the cache even when it looks clean (the
+        caller saw the file change while it was scanned).
+        """
+        ruleset = ruleset_version()
+        now = datetime.now(UTC)
+        doc = result.to_dict()
+        top = result.max_severity
+        keep = reusable and bool(sha256) and is_reusable(result)
+        with self._errors("cannot write"), Session(self._writer) as session, session.begin():
+            result_id = None
+            if keep:
+                session.execute(
+                    self._insert_ignoring_duplicates(
+                        sha256=sha256,
+                        ruleset=ruleset,
+                        config_digest=config_digest,
+                        format=result.format,
+                        max_severity=None if top is None else int(top),
+                        result=doc,
+                        created_at=now,
+                    )
+                )
+                result_id = session.scalar(
+                    select(ResultRow.id).where(
+                        ResultRow.sha256 == sha256,
+                        ResultRow.ruleset == ruleset,
+                        ResultRow.config_digest == config_digest,
+                    )
+                )
+            scan_id = uuid.uuid4().hex
+            row = ScanRow(
+                id=scan_id,
+                sha256=sha256,
+                path=result.path,
+                ruleset=ruleset,
+                config_digest=config_digest,
+                source=source,
+                cached=cached,
+                scanned_at=now,
+                format=result.format,
+                max_severity=None if top is None else int(top),
+                result_id=result_id,
+                result=None if result_id is not None else doc,
+                diff=diff,
+            )
+            session.add(row)
+        return StoredScan(
+            id=scan_id,
+            sha256=sha256,
+            path=result.path,
+            ruleset=ruleset,
+            scanned_at=now,
+            cached=cached,
+            source=source,
+            result=result,
+            diff=diff,
+        )
+
+    def _insert_ignoring_duplicates(self, **values: Any) -> Any:
+        dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
+        return (
+            dialect.insert(ResultRow)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["sha256", "ruleset", "config_digest"])
+        )
+
+    def get_scan(self, scan_id: str) -> StoredScan | None:
+        found = self._scans(ScanRow.id == scan_id)
+        return found[0] if found else None
+
+    def scans_for_digest(self, sha256: str) -> list[StoredScan]:
+        """Every scan event of these bytes, newest first."""
+        return self._scans(ScanRow.sha256 == sha256)
+
+    def scans_for_path(self, path: str) -> list[StoredScan]:
+        """Every scan event recorded under this path, newest first."""
+        return self._scans(ScanRow.path == path)
+
+    def _scans(self, where: Any) -> list[StoredScan]:
+        query = (
+            select(ScanRow, ResultRow.result)
+            .outerjoin(ResultRow, ScanRow.result_id == ResultRow.id)
+            .where(where)
+            .order_by(ScanRow.scanned_at.desc(), ScanRow.seq.desc())
+        )
+        with self._errors("cannot read"), Session(self._engine) as session:
+            rows = session.execute(query).all()
+        return [_stored_scan(scan, shared) for scan, shared in rows]
+
+    # -- verdicts ----------------------------------------------------------------------
+
+    def record_verdict(
+        self, sha256: str, path: str, kind: str, passed: bool, detail: str = ""
+    ) -> Verdict:
+        now = datetime.now(UTC)
+        row = VerdictRow(
+            sha256=sha256, path=path, kind=kind, passed=passed, detail=detail, recorded_at=now
+        )
+        with self._errors("cannot write"), Session(self._writer) as session, session.begin():
+            session.add(row)
+        return Verdict(sha256, path, kind, passed, detail, now)
+
+    def verdicts_for_digest(self, sha256: str) -> list[Verdict]:
+        """Every verdict on these bytes, newest first."""
+        query = (
+            select(VerdictRow)
+            .where(VerdictRow.sha256 == sha256)
+            .order_by(VerdictRow.recorded_at.desc(), VerdictRow.seq.desc())
+        )
+        with self._errors("cannot read"), Session(self._engine) as session:
+            return [_verdict(v) for v in session.scalars(query)]
+
+    def verdicts_for_path(self, path: str) -> list[Verdict]:
+        """Every verdict recorded under this path, newest first."""
+        query = (
+            select(VerdictRow)
+            .where(VerdictRow.path == path)
+            .order_by(VerdictRow.recorded_at.desc(), VerdictRow.seq.desc())
+        )
+        with self._errors("cannot read"), Session(self._engine) as session:
+            return [_verdict(v) for v in session.scalars(query)]
+
+    # -- the index ---------------------------------------------------------------------
+
+    def models(self, limit: int = 500) -> list[ModelSummary]:
+        """The most recently scanned files (by digest), newest first, with latest verdicts."""
+        latest = func.max(ScanRow.scanned_at).label("latest")
+        groups = (
+            select(ScanRow.sha256, func.count().label("n"), latest)
+            .where(ScanRow.sha256 != "")
+            .group_by(ScanRow.sha256)
+            .order_by(latest.desc())
+            .limit(limit)
+        )
+        with self._errors("cannot read"), Session(self._engine) as session:
+            counted = session.execute(groups).all()
+            digests = [row.sha256 for row in counted]
+            newest = _newest_per_digest(
+                session, ScanRow, digests, ScanRow.scanned_at, ScanRow.seq, ScanRow.sha256
+            )
+            verdicts = _newest_per_digest(
+                session,
+                VerdictRow,
+                digests,
+                VerdictRow.recorded_at,
+                VerdictRow.seq,
+                VerdictRow.sha256,
+                VerdictRow.kind,
+            )
+        by_kind: dict[tuple[str, str], Verdict] = {
+            (v.sha256, v.kind): _verdict(v) for v in verdicts
+        }
+        scans = {s.sha256: s for s in newest}
+        return [
+            ModelSummary(
+                sha256=row.sha256,
+                path=scans[row.sha256].path,
+                format=scans[row.sha256].format,
+                max_severity=_severity(scans[row.sha256].max_severity),
+                last_scanned=scans[row.sha256].scanned_at,
+                scans=row.n,
+                signature=by_kind.get((row.sha256, "signature")),
+                lock=by_kind.get((row.sha256, "lock")),
+            )
+            for row in counted
+        ]
+
+    # -- errors ------------------------------------------------------------------------
+
+    @contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """Database and driver errors become one `StoreError` naming the store, password masked."""
+        try:
+            yield
+        except (SQLAlchemyError, OSError, ImportError) as exc:
+            message = f"{doing} store {mask_url(self.url)}: {_reason(exc)}"
+            if self._secret:
+                message = message.replace(self._secret, "***")
+            raise StoreError(message) from None
+
+
+def _newest_per_digest(session: Session, entity: Any, digests: list[str], *order: Any) -> list[Any]:
+    """The newest row of `entity` per digest (and per the extra partition columns)."""
+    if not digests:
+        return []
+    when, seq, *partition = order
+    rank = (
+        func.row_number()
+        .over(partition_by=partition, order_by=(when.desc(), seq.desc()))
+        .label("rank")
+    )
+    ranked = select(entity.seq, rank).where(entity.sha256.in_(digests)).subquery()
+    return list(
+        session.scalars(
+            select(entity).join(ranked, entity.seq == ranked.c.seq).where(ranked.c.rank == 1)
+        )
+    )
+
+
+def _stored_scan(scan: ScanRow, shared: dict[str, Any] | None) -> StoredScan:
+    doc = scan.result if scan.result is not None else shared
+    result = ScanResult.from_dict(doc or {"path": scan.path})
+    return StoredScan(
+        id=scan.id,
+        sha256=scan.sha256,
+        path=scan.path,
+        ruleset=scan.ruleset,
+        scanned_at=scan.scanned_at,
+        cached=scan.cached,
+        source=scan.source,
+        result=result.moved_to(scan.path),
+        diff=scan.diff,
+    )
+
+
+def _verdict(row: VerdictRow) -> Verdict:
+    return Verdict(row.sha256, row.path, row.kind, row.passed, row.detail, row.recorded_at)
+
+
+def _severity(value: int | None) -> Severity | None:
+    return None if value is None else Severity(value)
+
+
+def _password(url: str) -> str | None:
+    try:
+        return make_url(url).password
+    except ArgumentError:
+        return None
+
+
+def _reason(exc: BaseException) -> str:
+    """The driver's own words, without SQLAlchemy's statement dump and help links."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        exc = exc.orig
+    if isinstance(exc, ImportError):
+        return (
+            f"missing database driver ({exc.name or exc});"
+            " for PostgreSQL install 'modelward[postgres]'"
+        )
+    text_ = str(exc).strip().splitlines()
+    return text_[0] if text_ else type(exc).__name__
+
+
+def _create_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, parsed.database)
+    if parsed.get_backend_name() == "postgresql":
+        return create_engine(
+            url, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+        )
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_engine(url: str, database: str | None) -> Engine:
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    engine = create_engine(
+        url, connect_args={"timeout": SQLITE_BUSY_SECONDS, "check_same_thread": False}
+    )
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        # Transactions are ours to begin (below), not the sqlite3 module's.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_SECONDS * 1000)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        # A writer takes the lock up front: upgrading a read lock later can fail at once.
+        write = conn.get_execution_options().get("modelward_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def _migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision; a no-op read when it already is there."""
+    with engine.connect() as conn:
+        try:
+            current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except SQLAlchemyError:
+            current = None
+        conn.rollback()
+    if current == HEAD_REVISION:
+        return
+    # Imported only here: Alembic costs ~0.3 s to import and is needed once per database.
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    with engine.connect().execution_options(modelward_write=True) as conn, conn.begin():
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
