@@ -144,7 +144,11 @@ class ScanResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScanResult:
-        """The result `to_dict` wrote (as stored by the results store or sent by a Ray task)."""
+        """The result `to_dict` wrote (as stored by the results store or sent by a Ray task).
+
+        `data_files` is not in `to_dict` (real local paths do not belong in a report); a
+        sender that needs it across processes adds it under that key.
+        """
         return cls(
             path=data["path"],
             format=data.get("format", "unknown"),
@@ -153,6 +157,7 @@ class ScanResult:
             bytes_read=data.get("bytes_read", 0),
             size=data.get("size", 0),
             seconds=data.get("seconds", 0.0),
+            data_files=list(data.get("data_files", ())),
         )
 
     def moved_to(self, path: str) -> ScanResult:

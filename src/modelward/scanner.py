@@ -11,12 +11,16 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelward.config import ScanConfig
 from modelward.findings import Finding, Location, ScanReport, ScanResult, Severity
 from modelward.folders import scan_model_folders
 from modelward.formats import SCANNERS
 from modelward.formats.base import HEAD_SIZE, Blob, ScanAborted, ScanContext
+
+if TYPE_CHECKING:
+    from modelward.store import ResultStore
 
 #: Folders never descended into when a directory is scanned.
 SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__"})
@@ -153,8 +157,15 @@ def scan_paths(
     config: ScanConfig | None = None,
     jobs: int = 1,
     on_result: Callable[[ScanResult], None] | None = None,
+    store: ResultStore | None = None,
+    rescan: bool = False,
 ) -> ScanReport:
-    """Scan files and folders; `jobs` > 1 scans files in that many processes."""
+    """Scan files and folders; `jobs` > 1 scans files in that many processes.
+
+    With a `store`, each file's result is reused from it when the same bytes were
+    scanned under the same rules and config (unless `rescan`), and every scan is
+    recorded there; `-j` workers open the store by its URL.
+    """
     config = config if config is not None else ScanConfig()
     start = time.monotonic()
     files = list(iter_files(paths))
@@ -167,17 +178,51 @@ def scan_paths(
 
     if jobs > 1 and len(files) > 1:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            for result in pool.map(scan_file, files, [config] * len(files), chunksize=1):
+            n = len(files)
+            if store is None:
+                results = pool.map(scan_file, files, [config] * n, chunksize=1)
+            else:
+                urls, flags = [store.url] * n, [rescan] * n
+                results = pool.map(_scan_stored, files, [config] * n, urls, flags, chunksize=1)
+            for result in results:
                 add(result)
     else:
         for path in files:
-            add(scan_file(path, config))
-    _claim_data_files(report.results)
-    # A model folder (Hugging Face) gets one more result, for what only the folder shows.
-    for result in scan_model_folders(files, config):
+            if store is None:
+                add(scan_file(path, config))
+            else:
+                add(_scan_into(path, config, store, rescan))
+    # Folder results (a Hugging Face model folder) are not stored: no one file's result.
+    for result in finish_results(files, report.results, config):
         add(result)
     report.seconds = time.monotonic() - start
     return report
+
+
+def finish_results(
+    files: Sequence[Path], results: list[ScanResult], config: ScanConfig
+) -> list[ScanResult]:
+    """What only the whole set of files shows, once every file has its result.
+
+    Claims raw data files named by scanned models (in place in `results`) and returns the
+    extra per-folder results (Hugging Face model folders) to append. Shared by
+    `scan_paths` and the Ray driver so both report a folder the same way.
+    """
+    _claim_data_files(results)
+    return scan_model_folders(files, config)
+
+
+def _scan_into(path: Path, config: ScanConfig, store: ResultStore, rescan: bool) -> ScanResult:
+    from modelward.store.scanning import scan_and_record
+
+    return scan_and_record(path, config, store, rescan=rescan).result
+
+
+def _scan_stored(path: Path, config: ScanConfig, store_url: str, rescan: bool) -> ScanResult:
+    """A `-j` worker's scan: the store is opened in the worker, once per process."""
+    from modelward.store.scanning import store_for_url
+
+    return _scan_into(path, config, store_for_url(store_url), rescan)
 
 
 def _claim_data_files(results: list[ScanResult]) -> None:
@@ -204,4 +249,4 @@ def _claim_data_files(results: list[ScanResult]) -> None:
         )
 
 
-__all__ = ["Location", "dispatch", "iter_files", "scan_file", "scan_paths"]
+__all__ = ["Location", "dispatch", "finish_results", "iter_files", "scan_file", "scan_paths"]

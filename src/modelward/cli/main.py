@@ -15,6 +15,7 @@ from modelward.cli import bom as bom_command
 from modelward.cli import diff as diff_command
 from modelward.cli import gate as gate_command
 from modelward.cli import hash as hash_command
+from modelward.cli import history as history_command
 from modelward.cli import keygen as keygen_command
 from modelward.cli import lock as lock_command
 from modelward.cli import names as names_command
@@ -46,6 +47,7 @@ COMMANDS = (
     scan_data_command,
     scan_text_command,
     serve_command,
+    history_command,
 )
 
 

@@ -18,15 +18,26 @@ from typing import TYPE_CHECKING, Any
 
 from modelward.config import ConfigError, Limits, ScanConfig
 from modelward.findings import Severity
+from modelward.store.errors import StoreError
 
 if TYPE_CHECKING:
     from modelward.findings import ScanResult
+    from modelward.store import ResultStore
 
 FORMATS_HELP = """\
 formats (--format):
   table   findings for people (default): styled on a terminal, plain text in a pipe or file
   json    the whole report as one JSON document: per-file results, findings, counts
   sarif   SARIF 2.1.0, for GitHub code scanning (upload-sarif) and other SARIF viewers
+  html    one self-contained HTML page (inline CSS, no script): summary, files, findings, errors
+"""
+
+STORE_HELP = """\
+results store (docs/store.md):
+  Every file's result is stored by SHA-256, rule-set version and config; the same bytes
+  are not scanned twice. Default: $MODELWARD_STORE, else a SQLite file in the user's data
+  folder (~/.local/share/modelward/results.db). --store postgresql://user@host/db uses
+  PostgreSQL. --no-store neither reads nor writes it; --rescan scans anyway and records.
 """
 
 EXIT_CODES_HELP = """\
@@ -55,7 +66,7 @@ def register(subparsers: Any) -> None:
         description="Statically scan model files (pickle, PyTorch, joblib, NumPy, ...) and\n"
         "folders, recursively. Formats are detected by content, not extension.\n"
         "Nothing is loaded or executed.",
-        epilog="\n".join((FORMATS_HELP, EXIT_CODES_HELP, CONFIG_HELP)),
+        epilog="\n".join((FORMATS_HELP, STORE_HELP, EXIT_CODES_HELP, CONFIG_HELP)),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="file or folder")
@@ -91,7 +102,25 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         help="TOML config (allow-list extensions, limits); see below",
     )
+    add_store_arguments(parser, "store results in (and reuse them from)")
+    parser.add_argument(
+        "--rescan",
+        action="store_true",
+        help="scan every file even when the store has its result; still record it",
+    )
     parser.set_defaults(func=run)
+
+
+def add_store_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--store URL` and `--no-store`, shared by every command that records to the store."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--store",
+        metavar="URL",
+        help=f"results store to {what} (default: $MODELWARD_STORE or the user's SQLite file;"
+        " postgresql://... for PostgreSQL)",
+    )
+    group.add_argument("--no-store", action="store_true", help="do not use the results store")
 
 
 def _severity(text: str) -> Severity:
@@ -116,14 +145,26 @@ def run(args: argparse.Namespace) -> int:
     from modelward.report import RENDERERS
     from modelward.scanner import iter_files, scan_paths
 
+    store = None
     try:
         config = ScanConfig.from_file(args.config) if args.config else ScanConfig()
         files = list(iter_files(args.paths))
+        store = open_cli_store(args)
         with _progress(len(files)) as on_result:
-            report = scan_paths(files, config=config, jobs=args.jobs, on_result=on_result)
-    except (ConfigError, FileNotFoundError) as exc:
+            report = scan_paths(
+                files,
+                config=config,
+                jobs=args.jobs,
+                on_result=on_result,
+                store=store,
+                rescan=args.rescan,
+            )
+    except (ConfigError, FileNotFoundError, StoreError) as exc:
         _complain(str(exc))
         return EXIT_ERROR
+    finally:
+        if store is not None:
+            store.close()
     render = RENDERERS[args.format]
     if args.output:
         try:
@@ -139,6 +180,15 @@ def run(args: argparse.Namespace) -> int:
     if report.has_findings_at(args.fail_on):
         return EXIT_FINDINGS
     return EXIT_ERROR if report.errors else EXIT_CLEAN
+
+
+def open_cli_store(args: argparse.Namespace) -> ResultStore | None:
+    """The store `--store`/`--no-store` ask for; sqlalchemy is imported only when one is used."""
+    if args.no_store:
+        return None
+    from modelward.store import open_store
+
+    return open_store(args.store)
 
 
 def _complain(message: str) -> None:

@@ -3,15 +3,45 @@
 An unchanged file scanned again under the same rules and config reuses its stored
 result; every scan event and every signature/lock/gate verdict is kept as history.
 SQLite in the user's data folder by default, PostgreSQL by URL (see docs/store.md).
+
+Names are imported on first use, so `modelward.store.errors` and `.urls` stay cheap for
+the CLI; SQLAlchemy loads only when a store is opened.
 """
 
 from __future__ import annotations
 
-from modelward.store.records import ModelSummary, StoredScan, Verdict
-from modelward.store.ruleset import ruleset_version, sha256_file
-from modelward.store.scanning import scan_and_record, store_for_url
-from modelward.store.sql import ResultStore, StoreError, is_reusable, open_store
+from typing import TYPE_CHECKING, Any
+
+from modelward.store.errors import StoreError
 from modelward.store.urls import default_store_url, mask_url
+
+_LAZY = {
+    "ModelSummary": "modelward.store.records",
+    "StoredScan": "modelward.store.records",
+    "Verdict": "modelward.store.records",
+    "ruleset_version": "modelward.store.ruleset",
+    "sha256_file": "modelward.store.ruleset",
+    "scan_and_record": "modelward.store.scanning",
+    "store_for_url": "modelward.store.scanning",
+    "ResultStore": "modelward.store.sql",
+    "is_reusable": "modelward.store.sql",
+    "open_store": "modelward.store.sql",
+}
+
+if TYPE_CHECKING:
+    from modelward.store.records import ModelSummary, StoredScan, Verdict
+    from modelward.store.ruleset import ruleset_version, sha256_file
+    from modelward.store.scanning import scan_and_record, store_for_url
+    from modelward.store.sql import ResultStore, is_reusable, open_store
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'modelward.store' has no attribute {name!r}")
+
 
 __all__ = [
     "ModelSummary",

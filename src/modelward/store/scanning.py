@@ -26,21 +26,25 @@ def scan_and_record(
     display: str | None = None,
     diff: dict[str, Any] | None = None,
     rescan: bool = False,
+    sha256: str | None = None,
 ) -> StoredScan:
     """Hash `path`, reuse a stored result for those bytes (unless `rescan`), else scan it.
 
     Either way one scan event is recorded. A file that cannot be hashed is scanned
     (the scanner reports why it cannot be read) and recorded with an empty digest.
+    `sha256` is the file's digest when the caller already computed it (an upload hashed
+    while it was received), saving a second read.
     """
     from modelward.scanner import scan_file
 
     shown = display if display is not None else str(path)
     digest = config.digest()
     before = _identity(path)
-    try:
-        sha256 = sha256_file(path)
-    except OSError:
-        sha256 = ""
+    if sha256 is None:
+        try:
+            sha256 = sha256_file(path)
+        except OSError:
+            sha256 = ""
     if sha256 and not rescan:
         cached = store.cached_result(sha256, digest)
         if cached is not None:

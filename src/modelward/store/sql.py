@@ -23,6 +23,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from modelward.findings import ScanResult, Severity
+from modelward.store.errors import StoreError
 from modelward.store.records import ModelSummary, StoredScan, Verdict
 from modelward.store.ruleset import ruleset_version
 from modelward.store.schema import HEAD_REVISION, ResultRow, ScanRow, VerdictRow
@@ -36,10 +37,6 @@ CONNECT_TIMEOUT_SECONDS = 10
 UNFINISHED_FORMATS = frozenset({"aborted", "unreadable", "broken-symlink"})
 #: Key of the PostgreSQL advisory lock held while migrating, so two processes never race.
 _MIGRATION_LOCK = 0x6D77_5354
-
-
-class StoreError(Exception):
-    """The store cannot be opened, migrated, read or written; the message is safe to print."""
 
 
 def open_store(url: str | None = None) -> ResultStore:
@@ -66,6 +63,8 @@ class ResultStore:
 
     def __init__(self, url: str) -> None:
         self.url = normalise_url(url)
+        #: How the store is named in messages: as the user wrote it, password masked.
+        self.display_url = mask_url(url)
         self._secret = _password(self.url)
         with self._errors("cannot open"):
             self._engine = _create_engine(self.url)
@@ -73,7 +72,7 @@ class ResultStore:
             _migrate(self._engine)
 
     def __repr__(self) -> str:
-        return f"ResultStore({mask_url(self.url)!r})"
+        return f"ResultStore({self.display_url!r})"
 
     def __enter__(self) -> ResultStore:
         return self
@@ -83,6 +82,11 @@ class ResultStore:
 
     def close(self) -> None:
         self._engine.dispose()
+
+    def ping(self) -> None:
+        """Raise `StoreError` unless the database answers (for health checks)."""
+        with self._errors("cannot reach"), self._engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
 
     # -- scans -------------------------------------------------------------------------
 
@@ -288,7 +292,7 @@ class ResultStore:
         try:
             yield
         except (SQLAlchemyError, OSError, ImportError) as exc:
-            message = f"{doing} store {mask_url(self.url)}: {_reason(exc)}"
+            message = f"{doing} store {self.display_url}: {_reason(exc)}"
             if self._secret:
                 message = message.replace(self._secret, "***")
             raise StoreError(message) from None

@@ -1,0 +1,134 @@
+"""`modelward history`: what the results store recorded about a file, and when."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from io import StringIO
+from typing import TYPE_CHECKING, Any
+
+from modelward.store.errors import StoreError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from modelward.store.history import FileHistory
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "history",
+        help="show every recorded scan and signature/lock/gate verdict of a file",
+        description="Show what the results store recorded about a file: every scan (when,"
+        " from where, fresh or reused from an earlier scan of the same bytes, the worst"
+        " severity, the finding rule ids) and every signature, lock and gate verdict. A PATH"
+        " is hashed and looked up by its bytes as well as by the path it was recorded under;"
+        " a SHA-256 (64 hex) is looked up by digest.",
+        epilog="exit codes: 0 history shown; 2 nothing recorded for it, or the store or file"
+        " cannot be read",
+    )
+    parser.add_argument("target", metavar="PATH|DIGEST", help="a file, or its SHA-256 in hex")
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="results store to read (default: $MODELWARD_STORE or the user's SQLite file)",
+    )
+    parser.add_argument("--format", "-f", default="table", choices=("table", "json"))
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from modelward.cli.main import EXIT_CLEAN, EXIT_ERROR
+    from modelward.store import open_store
+    from modelward.store.history import file_history
+
+    try:
+        with open_store(args.store) as store:
+            history = file_history(store, args.target)
+            where = store.display_url
+    except (StoreError, OSError) as exc:
+        print(f"modelward: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if not history:
+        print(f"modelward: the store ({where}) has nothing for {args.target}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.format == "json":
+        sys.stdout.write(json.dumps(history.to_dict(), indent=2) + "\n")
+    else:
+        sys.stdout.write(_render(history, terminal=sys.stdout.isatty()))
+    sys.stdout.flush()
+    return EXIT_CLEAN
+
+
+def _render(history: FileHistory, *, terminal: bool) -> str:
+    from rich.console import Console
+
+    from modelward.report.table import PLAIN_WIDTH
+
+    width = shutil.get_terminal_size((PLAIN_WIDTH, 24)).columns if terminal else PLAIN_WIDTH
+    buffer = StringIO()
+    console = Console(
+        file=buffer, width=width, force_terminal=terminal, highlight=False, emoji=False
+    )
+    _print_scans(console, history)
+    _print_verdicts(console, history)
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
+
+
+def _print_scans(console: Console, history: FileHistory) -> None:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    from modelward.report.table import SEVERITY_STYLES, printable
+
+    if history.sha256:
+        console.print(Text(f"{printable(history.query)}  sha256:{history.sha256}"), soft_wrap=True)
+    if not history.scans:
+        console.print("no scans recorded")
+        return
+    table = Table(box=box.SIMPLE_HEAD, title=f"{len(history.scans)} scan(s), newest first")
+    for column in ("scanned (UTC)", "source", "result", "worst", "findings", "path", "sha256"):
+        table.add_column(column, overflow="fold")
+    for scan in history.scans:
+        top = scan.result.max_severity
+        worst = Text(top.label, style=SEVERITY_STYLES[top]) if top is not None else Text("clean")
+        if scan.result.errors:
+            worst = Text("error", style="bold red")
+        rules = sorted({f.rule_id for f in scan.result.findings})
+        table.add_row(
+            scan.scanned_at.strftime("%Y-%m-%d %H:%M:%S"),
+            scan.source,
+            "cached" if scan.cached else "scanned",
+            worst,
+            ", ".join(rules) or "-",
+            Text(printable(scan.path)),
+            scan.sha256[:12] or "-",
+        )
+    console.print(table)
+
+
+def _print_verdicts(console: Console, history: FileHistory) -> None:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    from modelward.report.table import printable
+
+    if not history.verdicts:
+        console.print("no signature, lock or gate verdicts recorded")
+        return
+    table = Table(box=box.SIMPLE_HEAD, title=f"{len(history.verdicts)} verdict(s), newest first")
+    for column in ("recorded (UTC)", "check", "verdict", "path", "detail"):
+        table.add_column(column, overflow="fold")
+    for verdict in history.verdicts:
+        table.add_row(
+            verdict.recorded_at.strftime("%Y-%m-%d %H:%M:%S"),
+            verdict.kind,
+            Text("pass", style="green") if verdict.passed else Text("FAIL", style="bold red"),
+            Text(printable(verdict.path)),
+            Text(printable(verdict.detail)),
+        )
+    console.print(table)

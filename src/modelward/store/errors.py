@@ -1,0 +1,7 @@
+"""The store's one error type, importable without loading SQLAlchemy (the CLI catches it)."""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """The store cannot be opened, migrated, read or written; the message is safe to print."""
