@@ -1,13 +1,11 @@
-"""The service's HTML pages through the real app and store: index, model page, upload script."""
+"""The web pages through the real app and store (`client`: tests/service/conftest.py)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import re
-from collections.abc import Iterator, Mapping
-from pathlib import Path
-from urllib.parse import quote
+from collections.abc import Mapping
 
 import numpy as np
 import pytest
@@ -22,37 +20,18 @@ from fixtures.html_pages import (
     hostile_pickle,
     parse_page,
 )
+from fixtures.service_app import AUTH, upload
 from modelward.findings import ScanReport
 from modelward.report.html import render_html
-from modelward.service.app import create_app
 from modelward.service.settings import ServiceSettings
 from modelward.store import ResultStore
 
-TOKEN = "web-test-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 FINDINGS_TABLE = re.compile(r'<table class="findings">.*?</table>', re.DOTALL)
 
 
-@pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    root = tmp_path / "models"
-    root.mkdir()
-    settings = ServiceSettings(
-        store_url=f"sqlite:///{tmp_path / 'results.db'}",
-        token=TOKEN,
-        root=root,
-        spool_dir=tmp_path / "spool",
-    )
-    with TestClient(create_app(settings)) as client:
-        yield client
-
-
-def upload(client: TestClient, name: str, data: bytes) -> str:
-    response = client.post(
-        f"/scans?filename={quote(name)}",
-        content=data,
-        headers={**AUTH, "Content-Type": "application/octet-stream"},
-    )
+def uploaded(client: TestClient, name: str, data: bytes) -> str:
+    """Upload through the API, as the page's form does; the file's SHA-256."""
+    response = upload(client, data, filename=name)
     assert response.status_code == 201, response.text
     digest: str = response.json()["sha256"]
     return digest
@@ -108,7 +87,7 @@ def test_upload_script_is_served_as_javascript(client: TestClient) -> None:
 def test_an_uploaded_pickle_is_listed_and_its_page_shows_the_critical_finding(
     client: TestClient,
 ) -> None:
-    digest = upload(client, HOSTILE_NAME, hostile_pickle())
+    digest = uploaded(client, HOSTILE_NAME, hostile_pickle())
     index = page(client, "/")
     assert HOSTILE_NAME in index.text
     assert digest[:12] in index.text
@@ -125,7 +104,7 @@ def test_an_uploaded_pickle_is_listed_and_its_page_shows_the_critical_finding(
 
 
 def test_the_model_page_uses_the_html_reports_findings_table(client: TestClient) -> None:
-    digest = upload(client, HOSTILE_NAME, hostile_pickle())
+    digest = uploaded(client, HOSTILE_NAME, hostile_pickle())
     [scan] = store_of(client).scans_for_digest(digest)
     html = client.get(f"/ui/models/{digest}").text
     report = render_html(ScanReport([scan.result]))
@@ -133,8 +112,8 @@ def test_the_model_page_uses_the_html_reports_findings_table(client: TestClient)
 
 
 def test_every_scan_event_and_verdict_is_shown(client: TestClient) -> None:
-    digest = upload(client, "first.pkl", hostile_pickle())
-    upload(client, "second.pkl", hostile_pickle())
+    digest = uploaded(client, "first.pkl", hostile_pickle())
+    uploaded(client, "second.pkl", hostile_pickle())
     store = store_of(client)
     store.record_verdict(digest, "second.pkl", "signature", True, "signed by ci@example.com")
     store.record_verdict(digest, "second.pkl", "lock", False, "digest differs from <the lock>")
@@ -153,8 +132,11 @@ def test_every_scan_event_and_verdict_is_shown(client: TestClient) -> None:
     assert "passed" in index.text and "failed" in index.text
 
 
-def test_a_scan_with_a_reference_shows_the_diff(client: TestClient, tmp_path: Path) -> None:
-    root = tmp_path / "models"
+def test_a_scan_with_a_reference_shows_the_diff(
+    client: TestClient, settings: ServiceSettings
+) -> None:
+    root = settings.root
+    assert root is not None
     weights = {"fc.weight": np.zeros((4, 4), dtype=np.float32)}
     save_file(weights, str(root / "reference.safetensors"))
     save_file({**weights, "backdoor": np.ones(3, np.float32)}, str(root / "candidate.safetensors"))
@@ -175,7 +157,7 @@ def test_a_scan_with_a_reference_shows_the_diff(client: TestClient, tmp_path: Pa
 
 
 def test_no_diff_section_without_a_reference(client: TestClient) -> None:
-    digest = upload(client, "plain.pkl", hostile_pickle())
+    digest = uploaded(client, "plain.pkl", hostile_pickle())
     model = page(client, f"/ui/models/{digest}")
     assert not [a for tag, a in model.elements if tag == "section" and a.get("id") == "diff"]
 
