@@ -23,6 +23,7 @@ from fixtures.html_pages import (
 from fixtures.service_app import AUTH, upload
 from modelward.findings import ScanReport
 from modelward.report.html import render_html
+from modelward.service import web
 from modelward.service.settings import ServiceSettings
 from modelward.store import ResultStore
 
@@ -160,6 +161,21 @@ def test_no_diff_section_without_a_reference(client: TestClient) -> None:
     digest = uploaded(client, "plain.pkl", hostile_pickle())
     model = page(client, f"/ui/models/{digest}")
     assert not [a for tag, a in model.elements if tag == "section" and a.get("id") == "diff"]
+
+
+def test_long_lists_are_cut_with_a_note(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(web, "MAX_ROWS", 1)
+    digest = uploaded(client, "old.pkl", hostile_pickle())
+    uploaded(client, "new.pkl", hostile_pickle())
+    uploaded(client, "other.pkl", b"not a model, but another digest")
+    index = page(client, "/")
+    assert len(index.tags("tr")) == 2  # the header and the newest model
+    assert "Only the newest 1 models are listed" in index.text
+    model = page(client, f"/ui/models/{digest}")
+    assert "new.pkl" in model.text and "old.pkl" not in model.text
+    assert "Older scan events not shown: 1;" in model.text
 
 
 @pytest.mark.parametrize("digest", ["0" * 64, "not-a-digest", "A" * 64, "%3Cscript%3E"])

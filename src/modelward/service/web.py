@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 #: What a model page's `{digest}` must look like: a SHA-256 in lower-case hex.
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
+#: Rows a page shows at most (models, scan events); the JSON API lists more.
+MAX_ROWS = 500
+
 router = APIRouter(include_in_schema=False)
 
 
@@ -52,8 +55,13 @@ def security_headers() -> dict[str, str]:
 @router.get("/", response_class=HTMLResponse)
 def index(request: Request) -> HTMLResponse:
     """Every scanned model, newest first, with its signature and lock status."""
-    models = _store(request).models()
-    return _page("index.html.j2", models=models, scans_url=f"{request.base_url}scans")
+    models = _store(request).models(limit=MAX_ROWS + 1)
+    return _page(
+        "index.html.j2",
+        models=models[:MAX_ROWS],
+        more=len(models) > MAX_ROWS,
+        scans_url=f"{request.base_url}scans",
+    )
 
 
 @router.get("/ui/models/{digest}", response_class=HTMLResponse)
@@ -74,7 +82,8 @@ def model_page(request: Request, digest: str) -> HTMLResponse:
     return _page(
         "model.html.j2",
         latest=latest,
-        scans=scans,
+        scans=scans[:MAX_ROWS],
+        older=len(scans) - len(scans[:MAX_ROWS]),
         verdicts=verdicts,
         signature=_latest(verdicts, "signature"),
         lock=_latest(verdicts, "lock"),
