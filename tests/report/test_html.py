@@ -16,7 +16,7 @@ from fixtures.html_pages import (
 from fixtures.reports import HOSTILE_TEXT, clean_report, every_severity_report
 from modelward.cli.main import EXIT_FINDINGS, main
 from modelward.config import ScanConfig
-from modelward.findings import ScanReport
+from modelward.findings import ScanReport, ScanResult
 from modelward.report import RENDERERS
 from modelward.report.html import LONG_EVIDENCE, render_html
 from modelward.scanner import scan_file
@@ -107,3 +107,10 @@ def test_scan_format_html_writes_the_report(tmp_path: Path) -> None:
     assert_no_injected_markup(page)
     assert "critical" in page.text
     assert HOSTILE_ARGUMENT in page.text
+
+
+def test_bidirectional_overrides_in_names_are_shown_escaped() -> None:
+    name = "invoice\u202egpj.pkl"  # shows as "invoicelkp.jpg" if rendered raw
+    page = parse_page(render_html(ScanReport([ScanResult(path=name, format="pickle")])))
+    assert "\u202e" not in page.text
+    assert r"invoice\u202egpj.pkl" in page.text
