@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from modelward.cli._store import add_store_arguments, open_cli_store, record_verdicts
+from modelward.store.errors import StoreError
+
 EPILOG = """\
 config (--config FILE, else ./modelward.toml, else ./pyproject.toml [tool.modelward]):
   [scan] as for `modelward scan`; [policy] as in docs/policy.md. Unknown keys are errors.
@@ -45,6 +48,7 @@ def register(subparsers: Any) -> None:
         help="output format (default: table)",
     )
     parser.add_argument("--output", "-o", type=Path, metavar="FILE", help="write output to FILE")
+    add_store_arguments(parser, "record each file's gate verdict in")
     parser.set_defaults(func=run)
 
 
@@ -55,10 +59,27 @@ def run(args: argparse.Namespace) -> int:
     from modelward.report import RENDERERS
 
     try:
+        store = open_cli_store(args)
+    except StoreError as exc:
+        print(f"modelward: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
         result = gate(args.path, args.config, signature=args.signature)
+        # Links inside an HF snapshot are the norm; one leaving it is a warning, not a verdict.
+        recorded = record_verdicts(
+            store,
+            args.path,
+            "gate",
+            passed=result.passed,
+            detail=result.summary(),
+            allow_symlinks=True,
+        )
     except (ConfigError, FileNotFoundError) as exc:
         print(f"modelward: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        if store is not None:
+            store.close()
     terminal = args.output is None and sys.stdout.isatty()
     text = RENDERERS[args.format](result.report(), terminal=terminal)
     if args.format == "table":
@@ -79,4 +100,6 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.flush()
     if args.format != "table" or args.output is not None:
         print(result.summary(), file=sys.stderr)
+    if not recorded:
+        return EXIT_ERROR
     return EXIT_CLEAN if result.passed else EXIT_FINDINGS

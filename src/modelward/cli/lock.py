@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from modelward.cli._store import add_store_arguments, open_cli_store, record_verdicts
+from modelward.store.errors import StoreError
+
+if TYPE_CHECKING:
+    from modelward.integrity.cache import DigestCache
+    from modelward.integrity.comparison import VerificationResult
+    from modelward.provenance.lock import LockedModel
+    from modelward.store import ResultStore
 
 
 def register(subparsers: Any) -> None:
@@ -25,6 +34,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--no-cache", action="store_true", help="ignore the digest cache")
     parser.add_argument("--jobs", "-j", type=int, default=None, metavar="N")
+    add_store_arguments(parser, "record each file's lock verdict in (with --check)")
     parser.set_defaults(func=run)
 
 
@@ -34,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from modelward.provenance.lock import check_model, lock_model, read_lock, write_lock
 
     base = args.lock_file.resolve().parent
+    store = None
     cache = open_cache(not args.no_cache)
     try:
         existing = read_lock(args.lock_file) if args.lock_file.exists() else []
@@ -44,8 +55,10 @@ def run(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 2
+            store = open_cli_store(args)
             wanted = set(args.models)
             drifted = 0
+            recorded = True
             for locked in existing:
                 if wanted and locked.source not in wanted:
                     continue
@@ -54,11 +67,15 @@ def run(args: argparse.Namespace) -> int:
                 )
                 if result.ok:
                     print(f"ok      {locked.source}")
-                    continue
-                drifted += 1
-                print(f"DRIFTED {locked.source}")
-                for line in result.lines():
-                    print(f"  {line}")
+                else:
+                    drifted += 1
+                    print(f"DRIFTED {locked.source}")
+                    for line in result.lines():
+                        print(f"  {line}")
+                if store is not None:
+                    recorded &= _record(store, locked, result, args, base, cache)
+            if not recorded:
+                return 2
             return 1 if drifted else 0
         # Paths given on the command line are relative to the current folder, not the lock's.
         sources = [str(Path(s).resolve()) if Path(s).exists() else s for s in args.models]
@@ -74,10 +91,39 @@ def run(args: argparse.Namespace) -> int:
             by_source[entry.source] = entry
             print(f"locked  {entry.source}  {entry.digest}  ({len(entry.files)} files)")
         write_lock(args.lock_file, list(by_source.values()))
-    except (IntegrityError, OSError) as exc:
+    except (IntegrityError, OSError, StoreError) as exc:
         print(f"modelward: {exc}", file=sys.stderr)
         return 2
     finally:
         if cache is not None:
             cache.close()
+        if store is not None:
+            store.close()
     return 0
+
+
+def _record(
+    store: ResultStore,
+    locked: LockedModel,
+    result: VerificationResult,
+    args: argparse.Namespace,
+    base: Path,
+    cache: DigestCache | None,
+) -> bool:
+    """Each file's lock verdict, listed with the same ignores as the check."""
+    from modelward.provenance.lock import _lock_ignore as lock_ignore
+    from modelward.provenance.lock import default_hf_cache, model_path
+    from modelward.store.verdicts import culprits_of
+
+    path, links = model_path(locked.source, base, args.hf_cache or default_hf_cache())
+    return record_verdicts(
+        store,
+        path,
+        "lock",
+        passed=result.ok,
+        detail=f"{'matches' if result.ok else 'drifted from'} {args.lock_file}",
+        culprits=culprits_of(result, "lock"),
+        ignore_paths=lock_ignore(path),
+        allow_symlinks=links,
+        cache=cache,
+    )

@@ -16,13 +16,13 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelward.cli._store import add_store_arguments, open_cli_store
 from modelward.config import ConfigError, Limits, ScanConfig
 from modelward.findings import Severity
 from modelward.store.errors import StoreError
 
 if TYPE_CHECKING:
     from modelward.findings import ScanResult
-    from modelward.store import ResultStore
 
 FORMATS_HELP = """\
 formats (--format):
@@ -111,18 +111,6 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def add_store_arguments(parser: argparse.ArgumentParser, what: str) -> None:
-    """`--store URL` and `--no-store`, shared by every command that records to the store."""
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument(
-        "--store",
-        metavar="URL",
-        help=f"results store to {what} (default: $MODELWARD_STORE or the user's SQLite file;"
-        " postgresql://... for PostgreSQL)",
-    )
-    group.add_argument("--no-store", action="store_true", help="do not use the results store")
-
-
 def _severity(text: str) -> Severity:
     try:
         return Severity.parse(text)
@@ -180,15 +168,6 @@ def run(args: argparse.Namespace) -> int:
     if report.has_findings_at(args.fail_on):
         return EXIT_FINDINGS
     return EXIT_ERROR if report.errors else EXIT_CLEAN
-
-
-def open_cli_store(args: argparse.Namespace) -> ResultStore | None:
-    """The store `--store`/`--no-store` ask for; sqlalchemy is imported only when one is used."""
-    if args.no_store:
-        return None
-    from modelward.store import open_store
-
-    return open_store(args.store)
 
 
 def _complain(message: str) -> None:

@@ -6,9 +6,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from modelward.cli._store import add_store_arguments, open_cli_store, record_verdicts
 from modelward.cli.hash import add_common_arguments
+from modelward.store.errors import StoreError
+
+if TYPE_CHECKING:
+    from modelward.integrity.cache import DigestCache
+    from modelward.integrity.comparison import VerificationResult
+    from modelward.store import ResultStore
 
 
 def register(subparsers: Any) -> None:
@@ -47,6 +54,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--format", "-f", default="text", choices=("text", "json"))
     add_common_arguments(parser)
+    add_store_arguments(parser, "record each file's signature verdict in (not with --hf-cache)")
     parser.set_defaults(func=run)
 
 
@@ -60,26 +68,43 @@ def run(args: argparse.Namespace) -> int:
     if args.hf_cache is None and args.key is None and not args.certificate_chain:
         print("modelward: give --key PUB.pem or --certificate-chain PEM", file=sys.stderr)
         return 2
+    try:
+        # A blob-name check of an HF cache is no signature verdict: nothing is recorded.
+        store = open_cli_store(args) if args.hf_cache is None else None
+    except StoreError as exc:
+        print(f"modelward: {exc}", file=sys.stderr)
+        return 2
     cache = open_cache(not args.no_cache)
     try:
-        if args.hf_cache is not None:
-            result = verify_hf_cache(args.hf_cache, cache=cache, jobs=args.jobs)
+        try:
+            if args.hf_cache is not None:
+                result = verify_hf_cache(args.hf_cache, cache=cache, jobs=args.jobs)
+            else:
+                result = verify(
+                    args.path,
+                    signature=args.signature,
+                    key=args.key,
+                    certificate_chain=args.certificate_chain,
+                    allow_symlinks=args.allow_symlinks,
+                    cache=cache if cache is not None else False,
+                    jobs=args.jobs,
+                )
+        except (IntegrityError, OSError) as exc:
+            print(f"modelward: verification failed: {exc}", file=sys.stderr)
+            if not _is_rejection(exc):
+                return 2
+            recorded = _record(store, args, cache, False, f"signature rejected: {exc}", None)
+            return 1 if recorded else 2
+        if result.ok:
+            detail = f"matches the manifest signed by {result.signer}"
         else:
-            result = verify(
-                args.path,
-                signature=args.signature,
-                key=args.key,
-                certificate_chain=args.certificate_chain,
-                allow_symlinks=args.allow_symlinks,
-                cache=cache if cache is not None else False,
-                jobs=args.jobs,
-            )
-    except (IntegrityError, OSError) as exc:
-        print(f"modelward: verification failed: {exc}", file=sys.stderr)
-        return 2 if not _is_rejection(exc) else 1
+            detail = f"differs from the manifest signed by {result.signer}"
+        recorded = _record(store, args, cache, result.ok, detail, result)
     finally:
         if cache is not None:
             cache.close()
+        if store is not None:
+            store.close()
     if args.format == "json":
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
     elif result.ok:
@@ -88,7 +113,38 @@ def run(args: argparse.Namespace) -> int:
         print(f"FAILED: {result.model}")
         for line in result.lines():
             print(f"  {line}")
+    if not recorded:
+        return 2
     return 0 if result.ok else 1
+
+
+def _record(
+    store: ResultStore | None,
+    args: argparse.Namespace,
+    cache: DigestCache | None,
+    passed: bool,
+    detail: str,
+    result: VerificationResult | None,
+) -> bool:
+    """Each file's signature verdict, the bundle itself left out."""
+    if store is None:
+        return True
+    from modelward.integrity.signing import default_signature_path, with_signature_ignored
+    from modelward.integrity.walk import DEFAULT_IGNORE
+    from modelward.store.verdicts import culprits_of
+
+    signature = args.signature or default_signature_path(args.path)
+    return record_verdicts(
+        store,
+        args.path,
+        "signature",
+        passed=passed,
+        detail=detail,
+        culprits=culprits_of(result, "signed manifest") if result is not None else None,
+        ignore_paths=with_signature_ignored(args.path, signature, DEFAULT_IGNORE),
+        allow_symlinks=args.allow_symlinks,
+        cache=cache,
+    )
 
 
 def _is_rejection(exc: Exception) -> bool:

@@ -10,14 +10,13 @@ deadlocks. Each process opens its own store; an open store is never shared acros
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, func, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -176,9 +175,13 @@ class ResultStore:
         )
 
     def _insert_ignoring_duplicates(self, **values: Any) -> Any:
-        dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
+        # The dialect's own INSERT ... ON CONFLICT; PostgreSQL's module is costly to import.
+        if self._engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
         return (
-            dialect.insert(ResultRow)
+            insert(ResultRow)
             .values(**values)
             .on_conflict_do_nothing(index_elements=["sha256", "ruleset", "config_digest"])
         )
@@ -211,13 +214,24 @@ class ResultStore:
     def record_verdict(
         self, sha256: str, path: str, kind: str, passed: bool, detail: str = ""
     ) -> Verdict:
+        return self.record_verdicts([(sha256, path, kind, passed, detail)])[0]
+
+    def record_verdicts(self, verdicts: Sequence[tuple[str, str, str, bool, str]]) -> list[Verdict]:
+        """Record several (sha256, path, kind, passed, detail) verdicts in one transaction."""
         now = datetime.now(UTC)
-        row = VerdictRow(
-            sha256=sha256, path=path, kind=kind, passed=passed, detail=detail, recorded_at=now
-        )
         with self._errors("cannot write"), Session(self._writer) as session, session.begin():
-            session.add(row)
-        return Verdict(sha256, path, kind, passed, detail, now)
+            session.add_all(
+                VerdictRow(
+                    sha256=sha256,
+                    path=path,
+                    kind=kind,
+                    passed=passed,
+                    detail=detail,
+                    recorded_at=now,
+                )
+                for sha256, path, kind, passed, detail in verdicts
+            )
+        return [Verdict(*v, recorded_at=now) for v in verdicts]
 
     def verdicts_for_digest(self, sha256: str) -> list[Verdict]:
         """Every verdict on these bytes, newest first."""

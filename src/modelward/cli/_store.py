@@ -1,0 +1,55 @@
+"""The `--store URL` / `--no-store` options and their wiring, shared by every command that
+reads or writes the results store. SQLAlchemy is imported only when a store is used."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelward.store.errors import StoreError
+
+if TYPE_CHECKING:
+    from modelward.store import ResultStore
+
+
+def add_store_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--store",
+        metavar="URL",
+        help=f"results store to {what} (default: $MODELWARD_STORE or the user's SQLite file;"
+        " postgresql://... for PostgreSQL)",
+    )
+    group.add_argument("--no-store", action="store_true", help="do not use the results store")
+
+
+def open_cli_store(args: argparse.Namespace) -> ResultStore | None:
+    """The store `--store`/`--no-store` ask for; raises `StoreError` when it cannot open."""
+    if args.no_store:
+        return None
+    from modelward.store import open_store
+
+    return open_store(args.store)
+
+
+def record_verdicts(store: ResultStore | None, model: Path, kind: str, **verdict: Any) -> bool:
+    """Record a model check per file; False (after saying why) when the store failed.
+
+    A model whose files cannot be listed again (it changed, a link is refused) is a
+    warning, not a failure: the check itself already reported what it found.
+    """
+    if store is None:
+        return True
+    from modelward.integrity.errors import IntegrityError
+    from modelward.store.verdicts import record_model_verdicts
+
+    try:
+        record_model_verdicts(store, model, kind, **verdict)
+    except StoreError as exc:
+        print(f"modelward: {exc}", file=sys.stderr)
+        return False
+    except (IntegrityError, OSError) as exc:
+        print(f"modelward: {kind} verdict not recorded: {exc}", file=sys.stderr)
+    return True
