@@ -111,7 +111,7 @@ def _record(
     cache: DigestCache | None,
 ) -> bool:
     """Each file's lock verdict, listed with the same ignores as the check."""
-    from modelward.provenance.lock import _lock_ignore as lock_ignore
+    from modelward.provenance.lock import lock_ignore
     from modelward.provenance.lock import default_hf_cache, model_path
     from modelward.store.verdicts import culprits_of
 

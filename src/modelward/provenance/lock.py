@@ -121,7 +121,7 @@ def lock_model(
         path,
         algorithm=algorithm,
         allow_symlinks=links,
-        ignore_paths=_lock_ignore(path),
+        ignore_paths=lock_ignore(path),
         cache=cache,
         jobs=jobs,
     )
@@ -129,7 +129,7 @@ def lock_model(
     return LockedModel(source, manifest.serialization.hash_type, manifest.digest(), files)
 
 
-def _lock_ignore(path: Path) -> tuple[str, ...]:
+def lock_ignore(path: Path) -> tuple[str, ...]:
     """What a lock never pins: the usual ignores and the model's own signature bundle, so
     that signing a locked model does not make its lock drift."""
     return with_signature_ignored(path, default_signature_path(path), DEFAULT_IGNORE)
@@ -145,7 +145,7 @@ def check_model(
 ) -> VerificationResult:
     """Compare a locked model with what is on disk now (names and sizes first)."""
     path, links = model_path(locked.source, base_dir, hf_cache or default_hf_cache())
-    expected = locked.manifest(allow_symlinks=links, ignore_paths=_lock_ignore(path))
+    expected = locked.manifest(allow_symlinks=links, ignore_paths=lock_ignore(path))
     if expected.digest() != locked.digest:
         raise LockError(f"{locked.source}: lock entry is inconsistent (digest vs files)")
     result = compare(path, expected, cache=cache, jobs=jobs)
