@@ -24,8 +24,10 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 @pytest.fixture(autouse=True)
 def _isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test stores scans in its own SQLite file, never in the user's data folder."""
+    """Every test stores scans in its own SQLite file and digests in its own cache folder,
+    never in the user's data or cache folders."""
     monkeypatch.setenv("MODELWARD_STORE", f"sqlite:///{tmp_path / 'modelward-store.db'}")
+    monkeypatch.setenv("MODELWARD_CACHE_DIR", str(tmp_path / "modelward-cache"))
 
 
 def service_missing(name: str, why: str) -> None:

@@ -90,8 +90,11 @@ def _print_scans(console: Console, history: FileHistory) -> None:
         console.print("no scans recorded")
         return
     table = Table(box=box.SIMPLE_HEAD, title=f"{len(history.scans)} scan(s), newest first")
-    for column in ("scanned (UTC)", "source", "result", "worst", "findings", "path", "sha256"):
-        table.add_column(column, overflow="fold")
+    for column in ("scanned (UTC)", "source", "result", "worst"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("findings", min_width=26)
+    table.add_column("path", overflow="fold")
+    table.add_column("sha256", no_wrap=True)
     for scan in history.scans:
         top = scan.result.max_severity
         worst = Text(top.label, style=SEVERITY_STYLES[top]) if top is not None else Text("clean")
@@ -121,8 +124,10 @@ def _print_verdicts(console: Console, history: FileHistory) -> None:
         console.print("no signature, lock or gate verdicts recorded")
         return
     table = Table(box=box.SIMPLE_HEAD, title=f"{len(history.verdicts)} verdict(s), newest first")
-    for column in ("recorded (UTC)", "check", "verdict", "path", "detail"):
-        table.add_column(column, overflow="fold")
+    for column in ("recorded (UTC)", "check", "verdict"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("path", overflow="fold")
+    table.add_column("detail", min_width=30)
     for verdict in history.verdicts:
         table.add_row(
             verdict.recorded_at.strftime("%Y-%m-%d %H:%M:%S"),
