@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from fastapi import HTTPException, Request, status
+from fastapi import HTTPException, Request
 
 LOCK_SUFFIX = ".lock"
 #: Longest display name kept from `?filename=`; it is only ever shown, never used as a path.
@@ -96,7 +96,7 @@ def display_filename(raw: str | None) -> str:
 
 def too_large(limit: int) -> HTTPException:
     return HTTPException(
-        status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        413,  # Content Too Large (the constant was renamed across Starlette versions)
         detail=f"upload larger than the limit of {limit} bytes (serve --max-upload-mb)",
     )
 
