@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import pickle
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -191,6 +194,22 @@ def test_reference_that_cannot_be_compared_still_records_the_scan(
     assert body["diff"]["verdict"] == "not compared"
     [result] = body["diff"]["report"]["results"]
     assert result["errors"] and str(settings.spool_dir) not in response.text
+
+
+def test_reads_are_answered_while_a_scan_runs(tmp_path: Path) -> None:
+    """The scan runs in the pool, not on the event loop: /healthz answers in the meantime."""
+    slow = pickle.dumps(list(range(200_000)), protocol=2)  # about a second to walk
+    settings = make_settings(tmp_path, max_upload_bytes=len(slow))
+    with TestClient(create_app(settings)) as client, ThreadPoolExecutor(1) as background:
+        pending = background.submit(upload, client, slow, "slow.pkl")
+        deadline = time.monotonic() + 30
+        while not any(p.stat().st_size == len(slow) for p in spool_files(settings)):
+            assert time.monotonic() < deadline and not pending.done(), "upload never spooled"
+            time.sleep(0.005)
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/models").json() == {"models": []}
+        assert not pending.done()  # the scan was still running
+        assert pending.result().status_code == 201
 
 
 def test_unknown_ids_and_digests_are_404_and_malformed_digests_422(client: TestClient) -> None:

@@ -106,7 +106,7 @@ async def create_scan(
         async with received_upload(
             request, request.app.state.spool, settings.max_upload_bytes, filename
         ) as upload:
-            stored = await _run_scan(request, upload.path, upload.filename, ref)
+            stored = await _run_scan(request, upload.path, upload.filename, ref, upload.sha256)
     else:
         raise HTTPException(
             status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
@@ -138,10 +138,14 @@ def _reference(root: Path | None, name: str | None) -> tuple[Path, str] | None:
 
 
 async def _run_scan(
-    request: Request, path: Path, display: str, reference: tuple[Path, str] | None
+    request: Request,
+    path: Path,
+    display: str,
+    reference: tuple[Path, str] | None,
+    sha256: str | None = None,
 ) -> StoredScan:
     state = request.app.state
-    job = functools.partial(_scan, state.store, state.scan_config, path, display, reference)
+    job = functools.partial(_scan, state.store, state.scan_config, path, display, reference, sha256)
     return await asyncio.get_running_loop().run_in_executor(state.scan_pool, job)
 
 
@@ -151,11 +155,15 @@ def _scan(
     path: Path,
     display: str,
     reference: tuple[Path, str] | None,
+    sha256: str | None,
 ) -> StoredScan:
+    """Diff (when asked) and scan-or-reuse, recorded as one scan event; runs in the pool."""
     from modelward.store.scanning import scan_and_record
 
     diff = _diff(reference[0], reference[1], path, display) if reference else None
-    return scan_and_record(path, config, store, source="service", display=display, diff=diff)
+    return scan_and_record(
+        path, config, store, source="service", display=display, diff=diff, sha256=sha256
+    )
 
 
 def _diff(reference: Path, ref_name: str, candidate: Path, display: str) -> dict[str, Any]:
@@ -220,7 +228,7 @@ def healthz(request: Request) -> dict[str, Any]:
     from modelward import __version__
     from modelward.store import ruleset_version
 
-    request.app.state.store.get_scan("0" * 32)  # StoreError: 503 (app's error handler)
+    request.app.state.store.ping()  # StoreError: 503 (the app's error handler)
     return {"status": "ok", "version": __version__, "ruleset": ruleset_version()}
 
 

@@ -75,7 +75,7 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
 
     A store that cannot be read or written is 503 (its message is safe to show: no password).
     """
-    from modelward.store import StoreError
+    from modelward.store.errors import StoreError
 
     log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
     if isinstance(exc, StoreError):
