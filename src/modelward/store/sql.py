@@ -13,10 +13,11 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select, text
+from sqlalchemy import Engine, bindparam, create_engine, event, func, insert, select, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -57,6 +58,19 @@ def is_reusable(result: ScanResult) -> bool:
     )
 
 
+_FIND_RESULT = select(ResultRow.id, ResultRow.result).where(
+    ResultRow.sha256 == bindparam("sha256"),
+    ResultRow.ruleset == bindparam("ruleset"),
+    ResultRow.config_digest == bindparam("config_digest"),
+)
+_INSERT_SCAN = insert(ScanRow)
+
+
+def _key(sha256: str, config_digest: str) -> dict[str, str]:
+    """The cache key of a result: the bytes, the rules and the config."""
+    return {"sha256": sha256, "ruleset": ruleset_version(), "config_digest": config_digest}
+
+
 class ResultStore:
     """Scan results keyed by (SHA-256, rule-set version, config digest), and their history."""
 
@@ -93,15 +107,9 @@ class ResultStore:
         """The stored result for these bytes under the current rules and config, else None."""
         if not sha256:
             return None
-        with self._errors("cannot read"), Session(self._engine) as session:
-            doc = session.scalar(
-                select(ResultRow.result).where(
-                    ResultRow.sha256 == sha256,
-                    ResultRow.ruleset == ruleset_version(),
-                    ResultRow.config_digest == config_digest,
-                )
-            )
-        return ScanResult.from_dict(doc) if doc is not None else None
+        with self._errors("cannot read"), self._engine.connect() as conn:
+            row = conn.execute(_FIND_RESULT, _key(sha256, config_digest)).first()
+        return ScanResult.from_dict(row.result) if row is not None else None
 
     def record_scan(
         self,
@@ -117,56 +125,44 @@ class ResultStore:
         """Record one scan event (and, when it may be reused, its result) in one transaction.
 
         `reusable=False` keeps a result out of the cache even when it looks clean (the
-        caller saw the file change while it was scanned).
+        caller saw the file change while it was scanned). Statements are built once
+        (module level) and run on a plain connection: this runs once per scanned file.
         """
-        ruleset = ruleset_version()
         now = datetime.now(UTC)
         doc = result.to_dict()
-        top = result.max_severity
-        keep = reusable and bool(sha256) and is_reusable(result)
-        with self._errors("cannot write"), Session(self._writer) as session, session.begin():
+        top = None if result.max_severity is None else int(result.max_severity)
+        key = _key(sha256, config_digest)
+        scan_id = uuid.uuid4().hex
+        with self._errors("cannot write"), self._writer.begin() as conn:
             result_id = None
-            if keep:
-                session.execute(
-                    self._insert_ignoring_duplicates(
-                        sha256=sha256,
-                        ruleset=ruleset,
-                        config_digest=config_digest,
-                        format=result.format,
-                        max_severity=None if top is None else int(top),
-                        result=doc,
-                        created_at=now,
-                    )
-                )
-                result_id = session.scalar(
-                    select(ResultRow.id).where(
-                        ResultRow.sha256 == sha256,
-                        ResultRow.ruleset == ruleset,
-                        ResultRow.config_digest == config_digest,
-                    )
-                )
-            scan_id = uuid.uuid4().hex
-            row = ScanRow(
-                id=scan_id,
-                sha256=sha256,
-                path=result.path,
-                ruleset=ruleset,
-                config_digest=config_digest,
-                source=source,
-                cached=cached,
-                scanned_at=now,
-                format=result.format,
-                max_severity=None if top is None else int(top),
-                result_id=result_id,
-                result=None if result_id is not None else doc,
-                diff=diff,
+            if reusable and sha256 and is_reusable(result):
+                result_id = conn.execute(_FIND_RESULT, key).scalar()
+                if result_id is None:
+                    values = {"format": result.format, "max_severity": top, "result": doc}
+                    # Another process may insert the same key meanwhile: then theirs stands.
+                    conn.execute(self._insert_result, {**key, **values, "created_at": now})
+                    result_id = conn.execute(_FIND_RESULT, key).scalar()
+            conn.execute(
+                _INSERT_SCAN,
+                {
+                    **key,
+                    "id": scan_id,
+                    "path": result.path,
+                    "source": source,
+                    "cached": cached,
+                    "scanned_at": now,
+                    "format": result.format,
+                    "max_severity": top,
+                    "result_id": result_id,
+                    "result": None if result_id is not None else doc,
+                    "diff": diff,
+                },
             )
-            session.add(row)
         return StoredScan(
             id=scan_id,
             sha256=sha256,
             path=result.path,
-            ruleset=ruleset,
+            ruleset=key["ruleset"],
             scanned_at=now,
             cached=cached,
             source=source,
@@ -174,17 +170,18 @@ class ResultStore:
             diff=diff,
         )
 
-    def _insert_ignoring_duplicates(self, **values: Any) -> Any:
-        # The dialect's own INSERT ... ON CONFLICT; PostgreSQL's module is costly to import.
+    @cached_property
+    def _insert_result(self) -> Any:
+        """The dialect's own INSERT ... ON CONFLICT DO NOTHING into `results`."""
+        # Imported here: PostgreSQL's dialect module is costly and SQLite never needs it.
+        key = ["sha256", "ruleset", "config_digest"]
         if self._engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        return (
-            insert(ResultRow)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["sha256", "ruleset", "config_digest"])
-        )
+            from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+            return postgresql_insert(ResultRow).on_conflict_do_nothing(index_elements=key)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(ResultRow).on_conflict_do_nothing(index_elements=key)
 
     def get_scan(self, scan_id: str) -> StoredScan | None:
         found = self._scans(ScanRow.id == scan_id)
