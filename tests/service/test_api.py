@@ -251,6 +251,8 @@ def test_reads_are_public_and_the_openapi_document_describes_auth_and_bodies(
     assert {"401", "403", "413"} <= set(post["responses"])
     for path in ("/scans/{scan_id}", "/models/{digest}", "/models", "/healthz"):
         assert "security" not in doc["paths"][path]["get"]
+    # No Swagger UI / ReDoc: they would load third-party scripts next to the token.
+    assert client.get("/docs").status_code == client.get("/redoc").status_code == 404
 
 
 def test_upload_to_postgres_end_to_end(postgres_url: str, tmp_path: Path) -> None:

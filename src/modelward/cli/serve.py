@@ -32,7 +32,7 @@ scanned once per rule-set version. Nothing uploaded is loaded or executed.
 """
 
 EPILOG = f"""\
-endpoints (JSON; the OpenAPI document is at /openapi.json, interactive at /docs):
+endpoints (JSON; the OpenAPI 3 document is at /openapi.json):
   POST /scans             bearer token; body application/octet-stream (?filename=NAME,
                           optional ?reference=REL under --root) or application/json
                           {{"path": "REL", "reference": "REL"}} for files under --root.

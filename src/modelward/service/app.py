@@ -48,11 +48,15 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             spool.close()
             store.close()
 
+    # No /docs or /redoc: they load Swagger UI / ReDoc scripts from a CDN into this origin,
+    # where a user types the write token. /openapi.json is served for any viewer.
     app = FastAPI(
         title="modelward",
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.store = store
