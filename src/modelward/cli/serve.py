@@ -53,7 +53,8 @@ address needs --public, meaning you put an authenticating reverse proxy (TLS,
 access control) in front or accept that exposure. The service speaks plain HTTP.
 
 the store: --store URL, else $MODELWARD_STORE, else SQLite in the user's data
-folder (the same default as `modelward scan`). postgresql://... for PostgreSQL.
+folder (the same default as `modelward scan`). postgresql://... for PostgreSQL;
+give a URL with a password in $MODELWARD_STORE rather than --store (argv is public).
 
 uploads are streamed to a private folder under $TMPDIR (modelward-serve-UID),
 one sub-folder per process; folders of killed servers are removed at the next start.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from modelward.store import ModelSummary, ResultStore, StoredScan, Verdict
 
 router = APIRouter()
+log = logging.getLogger("modelward.service")
 
 #: A JSON request body is a path and a reference: anything bigger is not one.
 MAX_JSON_BYTES = 64 * 1024
@@ -173,9 +175,12 @@ def _diff(reference: Path, ref_name: str, candidate: Path, display: str) -> dict
     try:
         result = diff(reference, candidate)
         verdict, report = result.verdict, result.to_report()
-    except (DiffError, OSError) as exc:
+    except Exception as exc:  # a reader bug on hostile bytes must not cost the scan itself
+        if not isinstance(exc, DiffError | OSError):
+            log.exception("diff of %s against %s failed", display, ref_name)
         verdict = NOT_COMPARED
-        report = ScanReport([ScanResult(path=display, format="diff", errors=[str(exc)])])
+        error = str(exc) if isinstance(exc, DiffError | OSError) else f"diff failed: {exc!r}"
+        report = ScanReport([ScanResult(path=display, format="diff", errors=[error])])
     text = json.dumps(report.to_dict())
     # Longest first, so that neither path is rewritten inside the other.
     names = sorted(

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from fastapi import HTTPException, Request
+from starlette.requests import ClientDisconnect
 
 LOCK_SUFFIX = ".lock"
 #: Longest display name kept from `?filename=`; it is only ever shown, never used as a path.
@@ -120,12 +121,15 @@ async def received_upload(
         size = 0
         # Writes land in the page cache; a thread hop per chunk would cost more than them.
         with path.open("wb") as out:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise too_large(limit)
-                digest.update(chunk)
-                out.write(chunk)
+            try:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise too_large(limit)
+                    digest.update(chunk)
+                    out.write(chunk)
+            except ClientDisconnect as exc:  # not a server error: no traceback in the log
+                raise HTTPException(400, detail="the upload was interrupted") from exc
         yield Upload(path, digest.hexdigest(), size, display_filename(filename))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
