@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -19,6 +16,9 @@ from fixtures.pickles import call_system_p4
 from modelward.cli.main import EXIT_ERROR, main
 from modelward.cli.serve import _token
 from modelward.service.settings import SETTINGS_ENV, TOKEN_ENV, ServiceSettings
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import load  # the load harness: its Server runs `modelward serve` in its own process group
 
 START_TIMEOUT = 60.0
 
@@ -108,44 +108,28 @@ def test_token_comes_from_the_file_then_the_environment_then_is_generated(
     assert "is empty" in capsys.readouterr().err
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+class RootedServer(load.Server):
+    """The load harness's server (its own process group, loopback, token in the environment)
+    with a --root, so that path scans go through the real processes too."""
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(f"sqlite:///{workdir / 'served.db'}", workdir, workers=2)
+        self.root = workdir / "root"
+        self.root.mkdir()
+
+    def argv(self) -> list[str]:
+        return [*super().argv(), "--root", str(self.root)]
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
-    """`modelward serve --workers 2` on a free loopback port, with a generated token."""
-    root = tmp_path / "root"
-    root.mkdir()
-    (root / "evil.pkl").write_bytes(call_system_p4())
-    log = tmp_path / "serve.log"
-    env = {key: value for key, value in os.environ.items() if key != TOKEN_ENV}
-    env["TMPDIR"] = str(tmp_path)
-    port = free_port()
-    argv = [sys.executable, "-m", "modelward", "serve", "--workers", "2", "--port", str(port)]
-    argv += ["--root", str(root), "--store", f"sqlite:///{tmp_path / 'served.db'}"]
-    with log.open("wb") as out:
-        process = subprocess.Popen(argv, stdout=out, stderr=out, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+def server(tmp_path: Path) -> Iterator[RootedServer]:
+    server = RootedServer(tmp_path)
+    (server.root / "evil.pkl").write_bytes(call_system_p4())
+    server.start()
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, f"no /healthz:\n{log.read_text()}"
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        yield url, process, log
+        yield server
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        server.kill()
 
 
 def group_command_lines(group: int) -> list[bytes]:
@@ -159,37 +143,41 @@ def group_command_lines(group: int) -> list[bytes]:
     return lines
 
 
-def test_real_server_with_two_workers(
-    server: tuple[str, subprocess.Popen[bytes], Path], tmp_path: Path
-) -> None:
-    url, process, log = server
-    match = re.search(r"write token for this run \(POST /scans\): (\S+)", log.read_text())
-    assert match, log.read_text()
-    token = match.group(1)
-    auth = {"Authorization": f"Bearer {token}"}
+def test_real_server_with_two_workers(server: RootedServer) -> None:
+    assert server.process is not None
+    group = server.process.pid
+    spools = server.tmpdir / f"modelward-serve-{os.getuid()}"
+    deadline = time.monotonic() + START_TIMEOUT  # /healthz answered: one worker is up, maybe two
+    while len(list(spools.glob("spool-*.lock"))) < 2:
+        assert time.monotonic() < deadline, server.tail()
+        time.sleep(0.05)
 
     response = httpx.post(
-        f"{url}/scans?filename=evil.pkl",
+        f"{server.url}/scans?filename=evil.pkl",
         content=call_system_p4(),
-        headers={**auth, "Content-Type": "application/octet-stream"},
+        headers={**server.headers, "Content-Type": "application/octet-stream"},
         timeout=60,
     )
     assert response.status_code == 201, response.text
     assert response.json()["max_severity"] == "critical"
-    by_path = httpx.post(f"{url}/scans", json={"path": "evil.pkl"}, headers=auth, timeout=60)
-    assert by_path.status_code == 201 and by_path.json()["cached"] is True
-    unauthorised = httpx.post(f"{url}/scans", json={"path": "evil.pkl"}, timeout=10)
-    assert unauthorised.status_code == 401
-    assert (
-        httpx.get(f"{url}{response.json()['links']['self']}").json()["id"] == response.json()["id"]
+    by_path = httpx.post(
+        f"{server.url}/scans", json={"path": "evil.pkl"}, headers=server.headers, timeout=60
     )
-    assert "critical" in httpx.get(f"{url}/").text
+    assert by_path.status_code == 201 and by_path.json()["cached"] is True
+    outside = httpx.post(
+        f"{server.url}/scans", json={"path": "../serve.log"}, headers=server.headers, timeout=60
+    )
+    assert outside.status_code == 403
+    unauthorised = httpx.post(f"{server.url}/scans", json={"path": "evil.pkl"}, timeout=10)
+    assert unauthorised.status_code == 401
+    scan = httpx.get(f"{server.url}{response.json()['links']['self']}", timeout=10).json()
+    assert scan["id"] == response.json()["id"]
+    assert "critical" in httpx.get(f"{server.url}/", timeout=10).text
 
-    commands = group_command_lines(process.pid)
-    assert len(commands) >= 3  # the supervisor and two workers (and maybe a tracker)
-    assert all(token.encode() not in command for command in commands)
-    assert len(list(tmp_path.glob(f"modelward-serve-{os.getuid()}/spool-*.lock"))) == 2
+    commands = group_command_lines(group)
+    assert len(commands) >= 3, commands  # the supervisor and two workers
+    assert all(server.token.encode() not in command for command in commands)
 
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=40) == 0, log.read_text()
-    assert list(tmp_path.glob(f"modelward-serve-{os.getuid()}/spool-*")) == []
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=40) == 0, server.tail()
+    assert list(spools.glob("spool-*")) == []  # each worker removed its spool on the way out
