@@ -10,7 +10,7 @@ import sqlalchemy
 
 from fixtures.pickles import call_system_p4
 from modelward.config import Limits, ScanConfig
-from modelward.findings import ScanResult, Severity
+from modelward.findings import Finding, Location, ScanResult, Severity
 from modelward.store import (
     StoreError,
     open_store,
@@ -20,7 +20,7 @@ from modelward.store import (
 )
 from modelward.store import ruleset as ruleset_module
 from modelward.store.schema import HEAD_REVISION
-from modelward.store.urls import mask_url, normalise_url
+from modelward.store.urls import default_store_url, mask_url, normalise_url
 
 
 @pytest.fixture
@@ -168,3 +168,47 @@ def test_urls() -> None:
     assert normalise_url("sqlite:///x.db") == "sqlite:///x.db"
     assert mask_url("postgresql+psycopg://u:p@ss@h/db") == "postgresql+psycopg://u:***@h/db"
     assert mask_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+
+
+def test_results_that_read_other_files_are_not_reused(tmp_path: Path) -> None:
+    from fixtures.onnx_models import benign_external_data
+
+    model = benign_external_data(tmp_path / "model.onnx")
+    with open_store(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        first = scan_and_record(model, ScanConfig(), store)
+        assert first.result.data_files  # it read weights.bin: its verdict depends on it
+        assert scan_and_record(model, ScanConfig(), store).cached is False
+
+
+def test_scan_result_round_trips_through_dict() -> None:
+    finding = Finding(
+        "MW-X",
+        Severity.HIGH,
+        Location("a.pt", ("archive/data.pkl",), 12),
+        "message",
+        evidence="os.system",
+        technique="AML.T0018.001",
+    )
+    result = ScanResult("a.pt", "pytorch", [finding], ["oops"], bytes_read=3, size=4, seconds=0.5)
+    again = ScanResult.from_dict(result.to_dict())
+    assert again == result
+    moved = again.moved_to("b.pt")
+    assert moved.path == "b.pt"
+    assert moved.findings[0].location == Location("b.pt", ("archive/data.pkl",), 12)
+
+
+def test_config_digest_is_stable_and_tells_configs_apart() -> None:
+    assert ScanConfig().digest() == ScanConfig().digest()
+    assert (
+        ScanConfig(allow_globals=frozenset({"a.b", "c.d"})).digest()
+        == ScanConfig(allow_globals=frozenset({"c.d", "a.b"})).digest()
+    )
+    assert ScanConfig(allow_globals=frozenset({"a.b"})).digest() != ScanConfig().digest()
+
+
+def test_default_url_follows_env_and_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("MODELWARD_STORE")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert default_store_url() == f"sqlite:///{tmp_path}/modelward/results.db"
+    monkeypatch.setenv("MODELWARD_STORE", "postgresql://h/db")
+    assert default_store_url() == "postgresql://h/db"
