@@ -176,3 +176,17 @@ def test_gate_records_gate_verdicts(
         [verdict] = store.verdicts_for_digest(sha256_file(weights))
     assert (verdict.kind, verdict.passed) == ("gate", True)
     assert verdict.detail.startswith("PASS ")
+
+
+def test_history_table_prints_hostile_names_inert(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # a short relative path: the table does not fold it
+    hostile = "[bold]evil\x1b[2J.pkl"
+    Path(hostile).write_bytes(call_system_p4())
+    assert main(["scan", "-f", "json", hostile]) == EXIT_FINDINGS
+    capsys.readouterr()
+    assert main(["history", hostile]) == EXIT_CLEAN
+    out = capsys.readouterr().out
+    assert "\x1b" not in out
+    assert "[bold]evil\\x1b[2J.pkl" in out

@@ -101,14 +101,15 @@ def _print_scans(console: Console, history: FileHistory) -> None:
         if scan.result.errors:
             worst = Text("error", style="bold red")
         rules = sorted({f.rule_id for f in scan.result.findings})
+        # Text, never markup: a shared store holds what others wrote (upload names).
         table.add_row(
             scan.scanned_at.strftime("%Y-%m-%d %H:%M:%S"),
-            scan.source,
+            Text(printable(scan.source)),
             "cached" if scan.cached else "scanned",
             worst,
-            ", ".join(rules) or "-",
+            Text(printable(", ".join(rules)) or "-"),
             Text(printable(scan.path)),
-            scan.sha256[:12] or "-",
+            Text(scan.sha256[:12] or "-"),
         )
     console.print(table)
 
@@ -131,7 +132,7 @@ def _print_verdicts(console: Console, history: FileHistory) -> None:
     for verdict in history.verdicts:
         table.add_row(
             verdict.recorded_at.strftime("%Y-%m-%d %H:%M:%S"),
-            verdict.kind,
+            Text(printable(verdict.kind)),
             Text("pass", style="green") if verdict.passed else Text("FAIL", style="bold red"),
             Text(printable(verdict.path)),
             Text(printable(verdict.detail)),
