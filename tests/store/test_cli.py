@@ -190,3 +190,20 @@ def test_history_table_prints_hostile_names_inert(
     out = capsys.readouterr().out
     assert "\x1b" not in out
     assert "[bold]evil\\x1b[2J.pkl" in out
+
+
+def test_an_unusable_default_store_is_a_warning_not_an_error(
+    tmp_path: Path,
+    malicious: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.delenv("MODELWARD_STORE")
+    monkeypatch.setenv("XDG_DATA_HOME", str(blocker))  # the default store cannot be created
+    assert main(["scan", str(malicious)]) == EXIT_FINDINGS
+    assert "going on without the results store" in capsys.readouterr().err
+    # Named explicitly, the same store is an error.
+    monkeypatch.setenv("MODELWARD_STORE", f"sqlite:///{blocker}/modelward/results.db")
+    assert main(["scan", str(malicious)]) == EXIT_ERROR

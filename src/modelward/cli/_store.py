@@ -4,6 +4,7 @@ reads or writes the results store. SQLAlchemy is imported only when a store is u
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,12 +27,24 @@ def add_store_arguments(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def open_cli_store(args: argparse.Namespace) -> ResultStore | None:
-    """The store `--store`/`--no-store` ask for; raises `StoreError` when it cannot open."""
+    """The store `--store`/`--no-store` ask for; raises `StoreError` when it cannot open.
+
+    Only a store the user named (`--store`, `$MODELWARD_STORE`) is an error when it cannot
+    be opened; the implicit default (a read-only home, say) is a warning and the command
+    runs without it, as with `--no-store`.
+    """
     if args.no_store:
         return None
     from modelward.store import open_store
+    from modelward.store.urls import STORE_ENV
 
-    return open_store(args.store)
+    try:
+        return open_store(args.store)
+    except StoreError as exc:
+        if args.store is not None or os.environ.get(STORE_ENV):
+            raise
+        print(f"modelward: warning: {exc}; going on without the results store", file=sys.stderr)
+        return None
 
 
 def record_verdicts(store: ResultStore | None, model: Path, kind: str, **verdict: Any) -> bool:
