@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,6 +69,22 @@ def test_options_serve_cannot_start_with_are_exit_2(
     (tmp_path / "a-file").write_text("not a folder")
     assert main(["serve", *(a.format(tmp=tmp_path) for a in args)]) == EXIT_ERROR
     assert message in capsys.readouterr().err
+
+
+def test_address_in_use_is_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(TOKEN_ENV, "t")
+    monkeypatch.setenv(SETTINGS_ENV, "")  # `serve` exports it; restored afterwards
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        store = f"sqlite:///{tmp_path / 'x.db'}"
+        # Two workers: the supervisor binds before starting any, so this fails fast.
+        assert main(["serve", "--port", port, "--workers", "2", "--store", store]) == EXIT_ERROR
+    assert f"could not serve on 127.0.0.1:{port}" in capsys.readouterr().err
 
 
 @pytest.fixture

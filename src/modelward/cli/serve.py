@@ -61,8 +61,9 @@ one sub-folder per process; folders of killed servers are removed at the next st
 
 exit codes:
   0  stopped (Ctrl-C / SIGTERM)
-  2  usage error: bad option, --root not a folder, unreadable token file, store
-     that cannot be opened, non-loopback --host without --public
+  2  cannot start: bad option, --root not a folder, unreadable token file, store
+     that cannot be opened, unusable upload folder, non-loopback --host without
+     --public, address already in use
 """
 
 
@@ -142,15 +143,24 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     os.environ.update(settings.to_env())
-    uvicorn.run(
-        "modelward.service.app:app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        server_header=False,
-        timeout_graceful_shutdown=30,
-    )
+    try:
+        uvicorn.run(
+            "modelward.service.app:app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            server_header=False,
+            timeout_graceful_shutdown=30,
+        )
+    except SystemExit as exc:  # uvicorn exits non-zero when it cannot bind or start the app
+        if exc.code:
+            print(
+                f"modelward serve: could not serve on {settings.host}:{settings.port}"
+                " (uvicorn's message above says why)",
+                file=sys.stderr,
+            )
+            return EXIT_ERROR
     return EXIT_CLEAN
 
 
@@ -159,6 +169,12 @@ class UsageError(Exception):
 
 
 def _settings(args: argparse.Namespace) -> ServiceSettings:
+    try:  # the `serve` extra; the worker processes import both
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise UsageError(f"{exc}; install it with: pip install 'modelward[serve]'") from exc
+    from modelward.service.uploads import UploadSpool
     from modelward.store import StoreError, default_store_url, mask_url, open_store
 
     if not _is_loopback(args.host) and not args.public:
@@ -178,7 +194,7 @@ def _settings(args: argparse.Namespace) -> ServiceSettings:
         open_store(store_url).close()  # create or migrate the schema once, before the workers
     except StoreError as exc:
         raise UsageError(f"store {mask_url(store_url)}: {exc}") from exc
-    return ServiceSettings(
+    settings = ServiceSettings(
         store_url=store_url,
         token=_token(args.token_file),
         host=args.host,
@@ -187,6 +203,11 @@ def _settings(args: argparse.Namespace) -> ServiceSettings:
         workers=args.workers,
         max_upload_bytes=args.max_upload_mb * 1024 * 1024,
     )
+    try:  # check the spool folder here (not in N workers) and sweep what killed servers left
+        UploadSpool(settings.spool_dir).close()
+    except (OSError, RuntimeError) as exc:
+        raise UsageError(f"upload folder: {exc}") from exc
+    return settings
 
 
 def _token(token_file: Path | None) -> str:
