@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from fixtures.services import service_missing
+
 settings.register_profile(
     "ci", max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
@@ -28,14 +30,6 @@ def _isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     never in the user's data or cache folders."""
     monkeypatch.setenv("MODELWARD_STORE", f"sqlite:///{tmp_path / 'modelward-store.db'}")
     monkeypatch.setenv("MODELWARD_CACHE_DIR", str(tmp_path / "modelward-cache"))
-
-
-def service_missing(name: str, why: str) -> None:
-    """Skip a test whose service is missing, or fail it where CI promised the service."""
-    message = f"{name} not available: {why}"
-    if os.environ.get("MODELWARD_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{message} (MODELWARD_REQUIRE_SERVICES=1)")
-    pytest.skip(message)
 
 
 @pytest.fixture
