@@ -249,6 +249,13 @@ def test_reads_are_public_and_the_openapi_document_describes_auth_and_bodies(
     assert content["application/octet-stream"]["schema"]["format"] == "binary"
     assert "path" in content["application/json"]["schema"]["properties"]
     assert {"401", "403", "413"} <= set(post["responses"])
+    created = post["responses"]["201"]["content"]["application/json"]["schema"]
+    assert created == {"$ref": "#/components/schemas/Scan"}
+    scan = doc["components"]["schemas"]["Scan"]
+    assert {"id", "sha256", "cached", "max_severity", "result", "diff", "links"} <= set(
+        scan["required"]
+    )
+    assert set(doc["components"]["schemas"]["ScanLinks"]["properties"]) == {"self", "model"}
     for path in ("/scans/{scan_id}", "/models/{digest}", "/models", "/healthz"):
         assert "security" not in doc["paths"][path]["get"]
     # No Swagger UI / ReDoc: they would load third-party scripts next to the token.

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi import Path as PathParam
-from pydantic import BaseModel, ConfigDict, Field
 
 from modelward.config import ScanConfig
 from modelward.findings import ScanReport, ScanResult
 from modelward.service.auth import require_token
 from modelward.service.paths import resolve_under
+from modelward.service.schemas import Health, ModelDetail, ModelList, Scan, ScanRequest
 from modelward.service.uploads import received_upload, too_large
 
 if TYPE_CHECKING:
@@ -36,18 +36,6 @@ log = logging.getLogger("modelward.service")
 MAX_JSON_BYTES = 64 * 1024
 DIGEST_PATTERN = "^[0-9a-fA-F]{64}$"
 NOT_COMPARED = "not compared"
-
-
-class ScanRequest(BaseModel):
-    """Scan a file that is already on the server, under `serve --root`."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    path: str = Field(description="file to scan, relative to the server's --root")
-    reference: str | None = Field(
-        default=None,
-        description="trusted model under --root to diff the file against (modelward diff)",
-    )
 
 
 _SCAN_BODY: dict[str, Any] = {
@@ -76,6 +64,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/scans",
     status_code=status.HTTP_201_CREATED,
+    response_model=Scan,
     dependencies=[Depends(require_token)],
     openapi_extra=_SCAN_BODY,
     responses=_ERRORS,
@@ -191,7 +180,9 @@ def _diff(reference: Path, ref_name: str, candidate: Path, display: str) -> dict
     return {"verdict": verdict, "reference": ref_name, "report": json.loads(text)}
 
 
-@router.get("/scans/{scan_id}", responses={404: {"description": "no such scan"}})
+@router.get(
+    "/scans/{scan_id}", response_model=Scan, responses={404: {"description": "no such scan"}}
+)
 def get_scan(request: Request, scan_id: str) -> dict[str, Any]:
     """One scan event: the result, the diff if a reference was given, and links."""
     stored = request.app.state.store.get_scan(scan_id)
@@ -200,7 +191,11 @@ def get_scan(request: Request, scan_id: str) -> dict[str, Any]:
     return scan_body(request, stored)
 
 
-@router.get("/models", summary="Every scanned model, newest first, with its latest verdicts")
+@router.get(
+    "/models",
+    response_model=ModelList,
+    summary="Every scanned model, newest first, with its latest verdicts",
+)
 def list_models(
     request: Request, limit: Annotated[int, Query(ge=1, le=5000)] = 500
 ) -> dict[str, Any]:
@@ -208,7 +203,11 @@ def list_models(
     return {"models": [_model_summary(request, m) for m in models]}
 
 
-@router.get("/models/{digest}", responses={404: {"description": "nothing recorded for it"}})
+@router.get(
+    "/models/{digest}",
+    response_model=ModelDetail,
+    responses={404: {"description": "nothing recorded for it"}},
+)
 def get_model(
     request: Request, digest: Annotated[str, PathParam(pattern=DIGEST_PATTERN)]
 ) -> dict[str, Any]:
@@ -227,7 +226,11 @@ def get_model(
     }
 
 
-@router.get("/healthz", responses={503: {"description": "the store cannot be reached"}})
+@router.get(
+    "/healthz",
+    response_model=Health,
+    responses={503: {"description": "the store cannot be reached"}},
+)
 def healthz(request: Request) -> dict[str, Any]:
     """200 when the store answers a query; 503 otherwise."""
     from modelward import __version__
