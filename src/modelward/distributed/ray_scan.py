@@ -1,0 +1,208 @@
+"""The driver side of a scan on Ray: list files, fan batches out as tasks, gather the report.
+
+Files are listed here (`scanner.iter_files`); each task reads, hashes, scans and
+records its files where it runs (`tasks.scan_batch`); the folder-level steps that
+need every result (external data claimed by a model, Hugging Face folder checks)
+run here afterwards, with the scanner's own functions, so the report is the one a
+local scan gives.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from modelward.config import ScanConfig
+from modelward.findings import ScanReport, ScanResult
+from modelward.scanner import finish_results, iter_files
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+#: Aim for this many tasks per CPU, so a slow file does not leave the other CPUs idle.
+TASKS_PER_CPU = 4
+#: A task holds at most this many files: per-task overhead is ~0.5-2 ms, a small file's
+#: scan ~1 ms, so batching pays for small files (see docs/benchmarks.md, "Scale").
+MAX_BATCH_FILES = 32
+#: ...and at most about this many bytes, so big files get a task (and a CPU) each.
+MAX_BATCH_BYTES = 64 * 1024**2
+#: Seconds to wait for a TCP connection to the given address before calling Ray.
+CONNECT_TIMEOUT = 5.0
+
+
+class RayConnectionError(ConnectionError):
+    """Ray is not installed, or the cluster cannot be reached; the message says which."""
+
+
+def scan_on_ray(
+    paths: Sequence[Path],
+    *,
+    config: ScanConfig,
+    address: str | None,
+    store_url: str | None,
+    num_cpus: int | None = None,
+    on_result: Callable[[ScanResult], None] | None = None,
+    rescan: bool = False,
+) -> ScanReport:
+    """Scan files and folders as Ray tasks; the report matches `scanner.scan_paths`.
+
+    `address` None starts a local Ray with `num_cpus` (stopped again afterwards);
+    otherwise it is a Ray Client (`ray://host:10001`), GCS (`host:6379`) or `auto`
+    address of a running cluster, which is left running. A process already connected
+    to Ray keeps using that connection. With a `store_url` (reachable from every
+    worker) each file is recorded there with source "ray". Results come back in input
+    order; `on_result` sees them as they arrive. A task that dies (worker crash, OOM)
+    becomes an error result for its files, never a gap. Raises `FileNotFoundError`
+    for a missing path and `RayConnectionError` when Ray cannot be started or reached.
+    """
+    if address is not None and num_cpus is not None:
+        raise ValueError("num_cpus is for a local Ray; a cluster has its own CPUs")
+    start = time.monotonic()
+    files = list(iter_files(paths))
+    ray = _import_ray()
+    started = _connect(ray, address, num_cpus)
+    try:
+        results = _run_tasks(ray, files, config, store_url, rescan, on_result)
+    finally:
+        if started:
+            ray.shutdown()
+    report = ScanReport(results=results)
+    for result in finish_results(files, report.results, config):
+        report.results.append(result)
+        if on_result is not None:
+            on_result(result)
+    report.seconds = time.monotonic() - start
+    return report
+
+
+def _import_ray() -> ModuleType:
+    try:
+        import ray
+    except ImportError:
+        raise RayConnectionError(
+            "Ray is not installed; install it with: pip install 'modelward[ray]'"
+        ) from None
+    return ray
+
+
+def _connect(ray: ModuleType, address: str | None, num_cpus: int | None) -> bool:
+    """Start or join Ray; True when this call started a local Ray it must stop."""
+    if address is not None:
+        _check_reachable(address)
+    if ray.is_initialized():
+        return False
+    quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
+    if address is None:
+        try:
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
+        except Exception as exc:
+            raise RayConnectionError(f"cannot start a local Ray: {exc}") from None
+        return True
+    try:
+        ray.init(address=address, **quiet)
+    # Ray ends the process (SystemExit) when a GCS address answers but never becomes ready.
+    except (Exception, SystemExit) as exc:
+        raise RayConnectionError(f"cannot connect to Ray at {address}: {exc}") from None
+    return False
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds on an address nothing listens at (Ray itself retries for minutes)."""
+    if address == "auto":
+        return
+    hostport = address.removeprefix("ray://").rsplit("/", 1)[0]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise RayConnectionError(
+            f"Ray address {address!r} is not ray://HOST:PORT, HOST:PORT or auto"
+        )
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), CONNECT_TIMEOUT).close()
+    except OSError as exc:
+        raise RayConnectionError(
+            f"cannot connect to Ray at {address}: {exc.strerror or exc}"
+        ) from None
+
+
+def batches(files: Sequence[Path], cpus: int) -> list[list[int]]:
+    """Indexes of consecutive files, in runs small enough to spread over `cpus`; big files alone."""
+    per_batch = max(1, min(MAX_BATCH_FILES, len(files) // (TASKS_PER_CPU * max(cpus, 1))))
+    out: list[list[int]] = []
+    batch: list[int] = []
+    batch_bytes = 0
+    for i, path in enumerate(files):
+        size = _size(path)
+        if batch and (len(batch) >= per_batch or batch_bytes + size > MAX_BATCH_BYTES):
+            out.append(batch)
+            batch, batch_bytes = [], 0
+        batch.append(i)
+        batch_bytes += size
+    if batch:
+        out.append(batch)
+    return out
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # the task reports why it cannot be read
+
+
+def _run_tasks(
+    ray: ModuleType,
+    files: list[Path],
+    config: ScanConfig,
+    store_url: str | None,
+    rescan: bool,
+    on_result: Callable[[ScanResult], None] | None,
+) -> list[ScanResult]:
+    """Every file's result in `files` order; a batch whose task died is retried file by file."""
+    from ray.exceptions import RayError
+
+    from modelward.distributed.tasks import scan_batch
+
+    # No automatic retries: a file that kills its worker would kill the next one too.
+    remote = ray.remote(max_retries=0)(scan_batch)
+    config_ref = ray.put(config)
+    results: list[ScanResult | None] = [None] * len(files)
+    pending: dict[Any, list[int]] = {}
+
+    def submit(batch: list[int]) -> None:
+        # Tasks read absolute paths (a worker's working folder is not ours) and show them as given.
+        pairs = [(os.path.abspath(files[i]), str(files[i])) for i in batch]
+        pending[remote.remote(pairs, config_ref, store_url, rescan)] = batch
+
+    for batch in batches(files, int(ray.cluster_resources().get("CPU", 1))):
+        submit(batch)
+    while pending:
+        [ref], _ = ray.wait(list(pending), num_returns=1)
+        batch = pending.pop(ref)
+        try:
+            arrived = [ScanResult.from_dict(d) for d in ray.get(ref)]
+        except RayError as exc:
+            if len(batch) > 1:
+                for i in batch:
+                    submit([i])
+                continue
+            arrived = [_task_died(files[batch[0]], exc)]
+        for i, result in zip(batch, arrived, strict=True):
+            results[i] = result
+            if on_result is not None:
+                on_result(result)
+    # Every batch ends above with its results or is resubmitted, so no slot is left empty.
+    return cast(list[ScanResult], results)
+
+
+def _task_died(path: Path, exc: Exception) -> ScanResult:
+    reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+    return ScanResult(
+        path=str(path),
+        format="aborted",
+        errors=[f"the Ray task scanning this file died before it finished ({reason})"],
+    )
