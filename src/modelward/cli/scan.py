@@ -9,6 +9,7 @@ Heavy modules (the scanners, `rich`) are imported inside `run` so that
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,7 +23,8 @@ from modelward.findings import Severity
 from modelward.store.errors import StoreError
 
 if TYPE_CHECKING:
-    from modelward.findings import ScanResult
+    from modelward.findings import ScanReport, ScanResult
+    from modelward.store import ResultStore
 
 FORMATS_HELP = """\
 formats (--format):
@@ -108,7 +110,32 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="scan every file even when the store has its result; still record it",
     )
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const=LOCAL_RAY,
+        type=_ray_address,
+        metavar="ADDRESS",
+        help="scan the files as Ray tasks: alone (or `local`) starts a local Ray with -j CPUs;"
+        " ADDRESS (auto, host:6379, ray://host:10001) joins a running cluster;"
+        " see docs/distributed.md",
+    )
     parser.set_defaults(func=run)
+
+
+#: `--ray` with no address: start a local Ray for this scan.
+LOCAL_RAY = "local"
+_RAY_ADDRESS = re.compile(r"auto|local|ray://\S+|[^\s/]+:\d+")
+
+
+def _ray_address(text: str) -> str:
+    """A Ray address; anything else is refused, so `--ray models/` cannot eat the PATH."""
+    if not _RAY_ADDRESS.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a Ray address (auto, local, host:port, ray://host:port);"
+            " for a local Ray put --ray after the paths or write --ray local"
+        )
+    return text
 
 
 def _severity(text: str) -> Severity:
@@ -139,15 +166,18 @@ def run(args: argparse.Namespace) -> int:
         files = list(iter_files(args.paths))
         store = open_cli_store(args)
         with _progress(len(files)) as on_result:
-            report = scan_paths(
-                files,
-                config=config,
-                jobs=args.jobs,
-                on_result=on_result,
-                store=store,
-                rescan=args.rescan,
-            )
-    except (ConfigError, FileNotFoundError, StoreError) as exc:
+            if args.ray is not None:
+                report = _scan_on_ray(args, files, config, store, on_result)
+            else:
+                report = scan_paths(
+                    files,
+                    config=config,
+                    jobs=args.jobs,
+                    on_result=on_result,
+                    store=store,
+                    rescan=args.rescan,
+                )
+    except (ConfigError, FileNotFoundError, StoreError, ConnectionError) as exc:
         _complain(str(exc))
         return EXIT_ERROR
     finally:
@@ -168,6 +198,28 @@ def run(args: argparse.Namespace) -> int:
     if report.has_findings_at(args.fail_on):
         return EXIT_FINDINGS
     return EXIT_ERROR if report.errors else EXIT_CLEAN
+
+
+def _scan_on_ray(
+    args: argparse.Namespace,
+    files: list[Path],
+    config: ScanConfig,
+    store: ResultStore | None,
+    on_result: Callable[[ScanResult], None] | None,
+) -> ScanReport:
+    """`--ray`: the files as Ray tasks; each task opens the store by URL where it runs."""
+    from modelward.distributed import scan_on_ray
+
+    local = args.ray == LOCAL_RAY
+    return scan_on_ray(
+        files,
+        config=config,
+        address=None if local else args.ray,
+        store_url=store.url if store is not None else None,
+        num_cpus=args.jobs if local and args.jobs > 1 else None,
+        on_result=on_result,
+        rescan=args.rescan,
+    )
 
 
 def _complain(message: str) -> None:
