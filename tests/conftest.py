@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -25,11 +24,14 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(autouse=True)
-def _isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_store(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Every test stores scans in its own SQLite file and digests in its own cache folder,
-    never in the user's data or cache folders."""
-    monkeypatch.setenv("MODELWARD_STORE", f"sqlite:///{tmp_path / 'modelward-store.db'}")
-    monkeypatch.setenv("MODELWARD_CACHE_DIR", str(tmp_path / "modelward-cache"))
+    never in the user's data or cache folders, and outside `tmp_path` (which tests scan)."""
+    state = tmp_path_factory.mktemp("modelward-state")
+    monkeypatch.setenv("MODELWARD_STORE", f"sqlite:///{state / 'results.db'}")
+    monkeypatch.setenv("MODELWARD_CACHE_DIR", str(state / "cache"))
 
 
 @pytest.fixture
@@ -59,9 +61,9 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def store_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A fresh store URL on each backend: a SQLite file, and an empty PostgreSQL schema."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.db'}"
+        return f"sqlite:///{tmp_path_factory.mktemp('store') / 'store.db'}"
     url: str = request.getfixturevalue("postgres_url")
     return url

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,16 @@ def test_dangling_symlink_is_a_finding_and_does_not_hide_other_files(tmp_path: P
     assert [f.rule_id for f in by_path["broken.bin"].findings] == ["MW-FILE-BROKEN-LINK"]
     assert by_path["payload.pkl"].max_severity == Severity.CRITICAL
     assert main(["scan", str(tmp_path), "--format", "json"]) == 1
+
+
+def test_fifo_is_a_finding_and_never_read(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "weights.bin")  # opening it for reading would block forever
+    (tmp_path / "link.bin").symlink_to(tmp_path / "weights.bin")
+    for stored in ([], ["--no-store"]):
+        assert main(["scan", str(tmp_path), "--format", "json", *stored]) == 1
+    report = modelward.scan(tmp_path)
+    assert {r.format for r in report.results} == {"special"}
+    assert {f.rule_id for f in report.findings} == {"MW-FILE-SPECIAL"}
 
 
 def test_onnx_external_data_in_a_folder_is_not_an_unknown_binary(tmp_path: Path) -> None:

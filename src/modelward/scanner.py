@@ -7,9 +7,11 @@ findings model and the config; the CLI and the public API both call it.
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +22,7 @@ from modelward.formats import SCANNERS
 from modelward.formats.base import HEAD_SIZE, Blob, ScanAborted, ScanContext
 
 if TYPE_CHECKING:
+    from modelward.integrity.cache import DigestCache
     from modelward.store import ResultStore
 
 #: Folders never descended into when a directory is scanned.
@@ -112,6 +115,19 @@ def scan_file(path: Path, config: ScanConfig, display: str | None = None) -> Sca
             )
         )
         return result
+    special = _special_kind(path)
+    if special is not None:
+        result.format = "special"
+        result.findings.append(
+            Finding(
+                "MW-FILE-SPECIAL",
+                Severity.MEDIUM,
+                Location(result.path),
+                f"not a regular file but a {special}: its bytes are made when it is read, so"
+                " they cannot be scanned (and reading it could block forever); not read",
+            )
+        )
+        return result
     try:
         blob = Blob.from_file(path, result.path)
     except OSError as exc:
@@ -132,6 +148,21 @@ def scan_file(path: Path, config: ScanConfig, display: str | None = None) -> Sca
     result.bytes_read = ctx.read_counter[0]
     result.seconds = time.monotonic() - start
     return result
+
+
+def _special_kind(path: Path) -> str | None:
+    """ "FIFO", "socket" or "device" for such a file (links followed), else None."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # reported by the read that follows
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return None
 
 
 def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
@@ -186,12 +217,13 @@ def scan_paths(
                 results = pool.map(_scan_stored, files, [config] * n, urls, flags, chunksize=1)
             for result in results:
                 add(result)
-    else:
+    elif store is None:
         for path in files:
-            if store is None:
-                add(scan_file(path, config))
-            else:
-                add(_scan_into(path, config, store, rescan))
+            add(scan_file(path, config))
+    else:
+        with _digest_cache() as digests:
+            for path in files:
+                add(_scan_into(path, config, store, rescan, digests))
     # Folder results (a Hugging Face model folder) are not stored: no one file's result.
     for result in finish_results(files, report.results, config):
         add(result)
@@ -212,17 +244,34 @@ def finish_results(
     return scan_model_folders(files, config)
 
 
-def _scan_into(path: Path, config: ScanConfig, store: ResultStore, rescan: bool) -> ScanResult:
+def _scan_into(
+    path: Path, config: ScanConfig, store: ResultStore, rescan: bool, digests: DigestCache | None
+) -> ScanResult:
     from modelward.store.scanning import scan_and_record
 
-    return scan_and_record(path, config, store, rescan=rescan).result
+    return scan_and_record(path, config, store, rescan=rescan, digests=digests).result
 
 
 def _scan_stored(path: Path, config: ScanConfig, store_url: str, rescan: bool) -> ScanResult:
     """A `-j` worker's scan: the store is opened in the worker, once per process."""
     from modelward.store.scanning import store_for_url
 
-    return _scan_into(path, config, store_for_url(store_url), rescan)
+    # The digest cache commits on close: one per file, so nothing is lost when the pool ends.
+    with _digest_cache() as digests:
+        return _scan_into(path, config, store_for_url(store_url), rescan, digests)
+
+
+@contextmanager
+def _digest_cache() -> Iterator[DigestCache | None]:
+    """The integrity digest cache (None where its folder is unusable), closed afterwards."""
+    from modelward.integrity.signing import open_cache
+
+    cache = open_cache(True)
+    try:
+        yield cache
+    finally:
+        if cache is not None:
+            cache.close()
 
 
 def _claim_data_files(results: list[ScanResult]) -> None:

@@ -212,3 +212,20 @@ def test_default_url_follows_env_and_xdg(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert default_store_url() == f"sqlite:///{tmp_path}/modelward/results.db"
     monkeypatch.setenv("MODELWARD_STORE", "postgresql://h/db")
     assert default_store_url() == "postgresql://h/db"
+
+
+def test_sha256_file_uses_the_digest_cache_and_refuses_special_files(tmp_path: Path) -> None:
+    import hashlib
+    import os
+
+    from modelward.integrity.cache import DigestCache
+
+    path = tmp_path / "w.bin"
+    path.write_bytes(b"weights" * 1000)
+    with DigestCache(tmp_path / "digests.sqlite", racy_window_ns=0) as cache:
+        first = sha256_file(path, cache)
+        assert sha256_file(path, cache) == first == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert cache.hits == 1
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(OSError, match="not a regular file"):
+        sha256_file(tmp_path / "fifo")

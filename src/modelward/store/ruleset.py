@@ -9,10 +9,18 @@ even before a release bumps the version.
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelward import __version__
+from modelward.integrity.hashing import HashTask, digest_tasks
+from modelward.integrity.walk import SINGLE_FILE_NAME, FileEntry
+
+if TYPE_CHECKING:
+    from modelward.integrity.cache import DigestCache
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 #: Folders and modules whose content decides what a scan finds.
@@ -54,8 +62,21 @@ def _rule_files() -> list[Path]:
     return sorted(files)
 
 
-def sha256_file(path: Path) -> str:
-    """The hex SHA-256 of a file's bytes, read in chunks (never the whole file at once)."""
+def sha256_file(path: Path, cache: DigestCache | None = None) -> str:
+    """The hex SHA-256 of a regular file's bytes, read in chunks (never whole).
+
+    With the integrity digest `cache`, an unchanged file (same inode, size, mtime and
+    ctime as when it was hashed) is not read again: for big weights whose scan reads
+    only a header, hashing would otherwise cost more than the scan it saves. Raises
+    `OSError` for anything but a regular file (a FIFO would block the read forever).
+    """
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(f"{path}: not a regular file")
+    if cache is not None:
+        entry = FileEntry.from_stat(SINGLE_FILE_NAME, os.path.realpath(path), st)
+        [raw] = digest_tasks([HashTask(entry, 0, entry.size)], "sha256", cache=cache)
+        return raw.hex()
     digest = hashlib.sha256()
     buf = bytearray(_CHUNK)
     view = memoryview(buf)

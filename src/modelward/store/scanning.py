@@ -9,12 +9,15 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelward.config import ScanConfig
 from modelward.store.records import StoredScan
 from modelward.store.ruleset import sha256_file
 from modelward.store.sql import ResultStore, open_store
+
+if TYPE_CHECKING:
+    from modelward.integrity.cache import DigestCache
 
 
 def scan_and_record(
@@ -27,13 +30,15 @@ def scan_and_record(
     diff: dict[str, Any] | None = None,
     rescan: bool = False,
     sha256: str | None = None,
+    digests: DigestCache | None = None,
 ) -> StoredScan:
     """Hash `path`, reuse a stored result for those bytes (unless `rescan`), else scan it.
 
     Either way one scan event is recorded. A file that cannot be hashed is scanned
     (the scanner reports why it cannot be read) and recorded with an empty digest.
     `sha256` is the file's digest when the caller already computed it (an upload hashed
-    while it was received), saving a second read.
+    while it was received), saving a second read; `digests` is the integrity digest
+    cache, so an unchanged big file is not read again just to be looked up.
     """
     from modelward.scanner import scan_file
 
@@ -42,7 +47,7 @@ def scan_and_record(
     before = _identity(path)
     if sha256 is None:
         try:
-            sha256 = sha256_file(path)
+            sha256 = sha256_file(path, digests)
         except OSError:
             sha256 = ""
     if sha256 and not rescan:
