@@ -107,7 +107,11 @@ def _connect(ray: ModuleType, address: str | None, num_cpus: int | None) -> bool
         ray.init(address=address, **quiet)
     # Ray ends the process (SystemExit) when a GCS address answers but never becomes ready.
     except (Exception, SystemExit) as exc:
-        raise RayConnectionError(f"cannot connect to Ray at {address}: {exc}") from None
+        hint = ""
+        if "RAY_AUTH_MODE" not in os.environ:
+            # Ray sends its token to an explicit address only when told to.
+            hint = " (a cluster with token authentication needs RAY_AUTH_MODE=token)"
+        raise RayConnectionError(f"cannot connect to Ray at {address}: {exc}{hint}") from None
     return False
 
 
