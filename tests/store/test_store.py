@@ -229,3 +229,14 @@ def test_sha256_file_uses_the_digest_cache_and_refuses_special_files(tmp_path: P
     os.mkfifo(tmp_path / "fifo")
     with pytest.raises(OSError, match="not a regular file"):
         sha256_file(tmp_path / "fifo")
+
+
+def test_a_schema_from_a_newer_modelward_is_a_clear_error(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    open_store(url).close()
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    with pytest.raises(StoreError, match="revision '9999', which this modelward does not know"):
+        open_store(url)

@@ -422,6 +422,7 @@ def _migrate(engine: Engine) -> None:
     # Imported only here: Alembic costs ~0.3 s to import and is needed once per database.
     from alembic import command
     from alembic.config import Config
+    from alembic.util.exc import CommandError
 
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
@@ -429,4 +430,10 @@ def _migrate(engine: Engine) -> None:
         if engine.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         config.attributes["connection"] = conn
-        command.upgrade(config, "head")
+        try:
+            command.upgrade(config, "head")
+        except CommandError as exc:  # a revision from a newer modelward, most likely
+            raise StoreError(
+                f"store schema at revision {current!r}, which this modelward does not know"
+                f" (newest: {HEAD_REVISION}); upgrade modelward ({exc})"
+            ) from None
