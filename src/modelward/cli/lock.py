@@ -111,8 +111,7 @@ def _record(
     cache: DigestCache | None,
 ) -> bool:
     """Each file's lock verdict, listed with the same ignores as the check."""
-    from modelward.provenance.lock import lock_ignore
-    from modelward.provenance.lock import default_hf_cache, model_path
+    from modelward.provenance.lock import default_hf_cache, lock_ignore, model_path
     from modelward.store.verdicts import culprits_of
 
     path, links = model_path(locked.source, base, args.hf_cache or default_hf_cache())
