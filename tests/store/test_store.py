@@ -162,6 +162,12 @@ def test_bad_url_is_a_clear_error_without_the_password(url: str) -> None:
     assert "s3cret" not in str(info.value) or url == "not a url s3cret"
 
 
+def test_sqlite_store_file_is_private(tmp_path: Path) -> None:
+    open_store(f"sqlite:///{tmp_path / 'new' / 'results.db'}").close()
+    assert (tmp_path / "new").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "new" / "results.db").stat().st_mode & 0o777 == 0o600
+
+
 def test_urls() -> None:
     assert normalise_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
     assert normalise_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"

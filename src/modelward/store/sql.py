@@ -9,6 +9,7 @@ deadlocks. Each process opens its own store; an open store is never shared acros
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -384,7 +385,10 @@ def _create_engine(url: str) -> Engine:
 
 def _sqlite_engine(url: str, database: str | None) -> Engine:
     if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = Path(database).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Paths and findings are nobody else's business: 0600 (SQLite's WAL files follow).
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
     engine = create_engine(
         url, connect_args={"timeout": SQLITE_BUSY_SECONDS, "check_same_thread": False}
     )
