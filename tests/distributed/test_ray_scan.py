@@ -9,17 +9,18 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from types import ModuleType, SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
 from modelward.config import ScanConfig
 from modelward.distributed import RayConnectionError, scan_on_ray
-from modelward.distributed.ray_scan import MAX_BATCH_FILES, batches
+from modelward.distributed.ray_scan import MAX_BATCH_FILES, _check_one_node, batches
 from modelward.findings import ScanReport, ScanResult, Severity
 from modelward.folders import FOLDER_FORMAT
 from modelward.scanner import scan_paths
-from modelward.store import open_store
+from modelward.store import StoreError, open_store
 
 pytestmark = pytest.mark.usefixtures("local_ray")
 
@@ -83,24 +84,20 @@ def worker_pids(task_title: bytes) -> list[int]:
 
 
 def test_a_task_that_dies_becomes_an_error_result(tmp_path: Path) -> None:
-    """Opening a FIFO blocks its task; killing that worker must not leave a gap."""
+    """The worker scanning a slow file (~10 s of pickle opcodes) is killed mid-scan."""
     (tmp_path / "a-plain.pkl").write_bytes(b"\x80\x04K\x01.")
-    os.mkfifo(tmp_path / "b-stuck")
+    (tmp_path / "b-slow.pkl").write_bytes(b"\x80\x04" + b"N0" * 7_000_000 + b"N.")
     first_done = threading.Event()
     finished = threading.Event()
 
-    def kill_stuck_worker() -> None:
-        first_done.wait(30)
-        deadline = time.monotonic() + 30
-        while not finished.wait(0.2):
-            if time.monotonic() > deadline:
-                # Never hang the suite: a writer unblocks the task (and the asserts below fail).
-                with contextlib.suppress(OSError):
-                    os.close(os.open(tmp_path / "b-stuck", os.O_WRONLY | os.O_NONBLOCK))
+    def kill_busy_workers() -> None:
+        first_done.wait(60)
+        while not finished.wait(0.1):
             for pid in worker_pids(b"ray::scan_batch"):
-                os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
-    killer = threading.Thread(target=kill_stuck_worker)
+    killer = threading.Thread(target=kill_busy_workers)
     killer.start()
     try:
         report = scan_on_ray(
@@ -114,10 +111,10 @@ def test_a_task_that_dies_becomes_an_error_result(tmp_path: Path) -> None:
         finished.set()
         first_done.set()
         killer.join()
-    plain, stuck = report.results
+    plain, slow = report.results
     assert plain.errors == [] and plain.format == "pickle"
-    assert stuck.path == str(tmp_path / "b-stuck") and stuck.format == "aborted"
-    [error] = stuck.errors
+    assert slow.path == str(tmp_path / "b-slow.pkl") and slow.format == "aborted"
+    [error] = slow.errors
     assert "Ray task scanning this file died" in error
 
 
@@ -153,3 +150,11 @@ def test_an_address_nothing_listens_at_is_a_clear_error(scheme: str, mixed_folde
 def test_a_malformed_address_is_a_clear_error(mixed_folder: Path) -> None:
     with pytest.raises(RayConnectionError, match="not ray://HOST:PORT"):
         scan_on_ray([mixed_folder], config=ScanConfig(), address="head-node", store_url=None)
+
+
+def test_a_sqlite_store_is_refused_on_a_cluster_of_several_nodes(mixed_folder: Path) -> None:
+    """Ray's `nodes()` as a two-node cluster reports it: a SQLite file cannot serve both."""
+    two_nodes = SimpleNamespace(nodes=lambda: [{"Alive": True}, {"Alive": True}, {"Alive": False}])
+    with pytest.raises(StoreError, match="this Ray cluster has 2 nodes"):
+        _check_one_node(cast(ModuleType, two_nodes))
+    _check_one_node(cast(ModuleType, SimpleNamespace(nodes=lambda: [{"Alive": True}])))

@@ -58,7 +58,8 @@ def scan_on_ray(
     worker) each file is recorded there with source "ray". Results come back in input
     order; `on_result` sees them as they arrive. A task that dies (worker crash, OOM)
     becomes an error result for its files, never a gap. Raises `FileNotFoundError`
-    for a missing path and `RayConnectionError` when Ray cannot be started or reached.
+    for a missing path, `RayConnectionError` when Ray cannot be started or reached, and
+    `StoreError` for a SQLite store with a cluster of several nodes.
     """
     if address is not None and num_cpus is not None:
         raise ValueError("num_cpus is for a local Ray; a cluster has its own CPUs")
@@ -67,6 +68,8 @@ def scan_on_ray(
     ray = _import_ray()
     started = _connect(ray, address, num_cpus)
     try:
+        if store_url is not None and store_url.startswith("sqlite"):
+            _check_one_node(ray)
         results = _run_tasks(ray, files, config, store_url, rescan, on_result)
     finally:
         if started:
@@ -113,6 +116,18 @@ def _connect(ray: ModuleType, address: str | None, num_cpus: int | None) -> bool
             hint = " (a cluster with token authentication needs RAY_AUTH_MODE=token)"
         raise RayConnectionError(f"cannot connect to Ray at {address}: {exc}{hint}") from None
     return False
+
+
+def _check_one_node(ray: ModuleType) -> None:
+    """A SQLite file is on one machine: tasks on other nodes would write elsewhere or fail."""
+    from modelward.store.errors import StoreError
+
+    nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+    if nodes > 1:
+        raise StoreError(
+            f"a SQLite store is on one machine but this Ray cluster has {nodes} nodes;"
+            " give every node the same store with --store postgresql://..."
+        )
 
 
 def _check_reachable(address: str) -> None:
