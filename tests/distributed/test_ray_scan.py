@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -158,3 +161,23 @@ def test_a_sqlite_store_is_refused_on_a_cluster_of_several_nodes(mixed_folder: P
     with pytest.raises(StoreError, match="this Ray cluster has 2 nodes"):
         _check_one_node(cast(ModuleType, two_nodes))
     _check_one_node(cast(ModuleType, SimpleNamespace(nodes=lambda: [{"Alive": True}])))
+
+
+def test_joining_a_running_cluster_by_address_leaves_it_running(mixed_folder: Path) -> None:
+    """`modelward scan --ray HOST:PORT` from another process: joins this session's Ray."""
+    import ray
+
+    address = ray.get_runtime_context().gcs_address
+    command = [sys.executable, "-m", "modelward", "scan", str(mixed_folder / "evil.pkl")]
+    command += ["--ray", address, "--no-store", "--format", "json"]
+    # Ray sends the cluster's token to an explicit address only when told to.
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    [result] = json.loads(done.stdout)["results"]
+    assert result["max_severity"] == "critical"
+    # The cluster outlives the scan that joined it.
+    again = scan_on_ray(
+        [mixed_folder / "evil.pkl"], config=ScanConfig(), address=None, store_url=None
+    )
+    assert again.results[0].max_severity == Severity.CRITICAL

@@ -53,26 +53,27 @@ def scan_on_ray(
 
     `address` None starts a local Ray with `num_cpus` (stopped again afterwards);
     otherwise it is a Ray Client (`ray://host:10001`), GCS (`host:6379`) or `auto`
-    address of a running cluster, which is left running. A process already connected
-    to Ray keeps using that connection. With a `store_url` (reachable from every
-    worker) each file is recorded there with source "ray". Results come back in input
-    order; `on_result` sees them as they arrive. A task that dies (worker crash, OOM)
-    becomes an error result for its files, never a gap. Raises `FileNotFoundError`
-    for a missing path, `RayConnectionError` when Ray cannot be started or reached, and
-    `StoreError` for a SQLite store with a cluster of several nodes.
+    address of a running cluster, which is left running (only this process
+    disconnects). A process already connected to Ray keeps using that connection.
+    With a `store_url` (reachable from every worker) each file is recorded there with
+    source "ray". Results come back in input order; `on_result` sees them as they
+    arrive. A task that dies (worker crash, OOM) becomes an error result for its files,
+    never a gap. Raises `FileNotFoundError` for a missing path, `RayConnectionError`
+    when Ray cannot be started or reached, and `StoreError` for a SQLite store with a
+    cluster of several nodes.
     """
     if address is not None and num_cpus is not None:
         raise ValueError("num_cpus is for a local Ray; a cluster has its own CPUs")
     start = time.monotonic()
     files = list(iter_files(paths))
     ray = _import_ray()
-    started = _connect(ray, address, num_cpus)
+    opened = _connect(ray, address, num_cpus)
     try:
         if store_url is not None and store_url.startswith("sqlite"):
             _check_one_node(ray)
         results = _run_tasks(ray, files, config, store_url, rescan, on_result)
     finally:
-        if started:
+        if opened:
             ray.shutdown()
     report = ScanReport(results=results)
     for result in finish_results(files, report.results, config):
@@ -94,7 +95,11 @@ def _import_ray() -> ModuleType:
 
 
 def _connect(ray: ModuleType, address: str | None, num_cpus: int | None) -> bool:
-    """Start or join Ray; True when this call started a local Ray it must stop."""
+    """Start or join Ray; True when this call opened the connection (and must close it).
+
+    `ray.shutdown()` then stops a local Ray this call started, and only disconnects
+    from a cluster.
+    """
     if address is not None:
         _check_reachable(address)
     if ray.is_initialized():
@@ -111,11 +116,11 @@ def _connect(ray: ModuleType, address: str | None, num_cpus: int | None) -> bool
     # Ray ends the process (SystemExit) when a GCS address answers but never becomes ready.
     except (Exception, SystemExit) as exc:
         hint = ""
-        if "RAY_AUTH_MODE" not in os.environ:
+        if address != "auto" and "RAY_AUTH_MODE" not in os.environ:
             # Ray sends its token to an explicit address only when told to.
             hint = " (a cluster with token authentication needs RAY_AUTH_MODE=token)"
         raise RayConnectionError(f"cannot connect to Ray at {address}: {exc}{hint}") from None
-    return False
+    return True
 
 
 def _check_one_node(ray: ModuleType) -> None:
