@@ -206,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(agreed) != 1:
         print(f"modes disagree on (results, findings, errors): {agreed}", file=sys.stderr)
         return 1
-    print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs,")
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    print(f"{when}; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs,")
     print(f"corpus of {n} files, {total / MB:.1f} MB; best of {args.repeat}.\n")
     print("| how | seconds | files/s | MB/s | load (1 min) |")
     print("|---|---:|---:|---:|---:|")
