@@ -22,13 +22,6 @@ SARIF_SCHEMA = Path(__file__).parent / "data" / "sarif-schema-2.1.0.json"
 EVERY_CHECK = ["scan", "lock", "signature", "sources", "weights"]
 
 
-@pytest.fixture(autouse=True)
-def _private_cache(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("MODELWARD_CACHE_DIR", str(tmp_path_factory.mktemp("mwcache")))
-
-
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
     return make_project(tmp_path / "proj")
