@@ -64,13 +64,13 @@ def test_results_are_stored_with_source_ray(mixed_folder: Path, store_url: str) 
     assert events[0].result.max_severity == Severity.CRITICAL
 
 
-def worker_pids(task_title: bytes) -> list[int]:
-    """Processes under this one (Ray's raylet, then its workers) running `task_title`."""
+def workers_reading(path: Path) -> list[int]:
+    """Processes under this one (Ray's raylet, then its workers) that have `path` open."""
     children: dict[int, list[int]] = {}
     for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
             stat = Path(f"/proc/{entry}/stat").read_text()
-        except (OSError, ValueError):
+        except OSError:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
         children.setdefault(ppid, []).append(int(entry))
@@ -78,47 +78,44 @@ def worker_pids(task_title: bytes) -> list[int]:
     while todo:
         pid = todo.pop()
         todo.extend(children.get(pid, []))
-        try:
-            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(task_title):
+        with contextlib.suppress(OSError):
+            fds = Path(f"/proc/{pid}/fd")
+            if any(os.readlink(fds / fd) == str(path) for fd in os.listdir(fds)):
                 found.append(pid)
-        except OSError:
-            continue
     return found
 
 
 def test_a_task_that_dies_becomes_an_error_result(tmp_path: Path) -> None:
-    """The worker scanning a slow file (~10 s of pickle opcodes) is killed mid-scan."""
-    (tmp_path / "a-plain.pkl").write_bytes(b"\x80\x04K\x01.")
-    (tmp_path / "b-slow.pkl").write_bytes(b"\x80\x04" + b"N0" * 7_000_000 + b"N.")
-    first_done = threading.Event()
+    """Workers scanning a slow file (~10 s of pickle opcodes) are killed mid-scan.
+
+    16 files make batches of two: the batch holding the slow file dies, its files are
+    resubmitted one per task, and the slow file's own task dies again.
+    """
+    slow = tmp_path / "07-slow.pkl"
+    slow.write_bytes(b"\x80\x04" + b"N0" * 7_000_000 + b"N.")
+    for i in range(15):
+        (tmp_path / f"{i + (i >= 7):02}-plain.pkl").write_bytes(b"\x80\x04K%c." % i)
     finished = threading.Event()
 
-    def kill_busy_workers() -> None:
-        first_done.wait(60)
-        while not finished.wait(0.1):
-            for pid in worker_pids(b"ray::scan_batch"):
+    def kill_workers_reading_it() -> None:
+        while not finished.wait(0.05):
+            for pid in workers_reading(slow):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
 
-    killer = threading.Thread(target=kill_busy_workers)
+    assert [len(run) for run in batches(sorted(tmp_path.iterdir()), cpus=2)] == [2] * 8
+    killer = threading.Thread(target=kill_workers_reading_it)
     killer.start()
     try:
-        report = scan_on_ray(
-            [tmp_path],
-            config=ScanConfig(),
-            address=None,
-            store_url=None,
-            on_result=lambda r: first_done.set(),
-        )
+        report = scan_on_ray([tmp_path], config=ScanConfig(), address=None, store_url=None)
     finally:
         finished.set()
-        first_done.set()
         killer.join()
-    plain, slow = report.results
-    assert plain.errors == [] and plain.format == "pickle"
-    assert slow.path == str(tmp_path / "b-slow.pkl") and slow.format == "aborted"
-    [error] = slow.errors
-    assert "Ray task scanning this file died" in error
+    [died] = [r for r in report.results if r.errors]
+    assert died.path == str(slow) and died.format == "aborted"
+    assert "Ray task scanning this file died" in died.errors[0]
+    assert [r.path for r in report.results] == [str(p) for p in sorted(tmp_path.iterdir())]
+    assert {r.format for r in report.results if r is not died} == {"pickle"}
 
 
 def test_batches_keep_order_and_put_big_files_alone(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -195,24 +196,25 @@ def _run_tasks(
     remote = ray.remote(max_retries=0)(scan_batch)
     config_ref = ray.put(config)
     results: list[ScanResult | None] = [None] * len(files)
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    queue = deque(batches(files, cpus))
+    # A bounded number of tasks in flight keeps the driver's memory and `ray.wait` small
+    # for a million files, while every CPU still has work queued behind the running task.
+    window = 2 * TASKS_PER_CPU * max(cpus, 1)
     pending: dict[Any, list[int]] = {}
-
-    def submit(batch: list[int]) -> None:
-        # Tasks read absolute paths (a worker's working folder is not ours) and show them as given.
-        pairs = [(os.path.abspath(files[i]), str(files[i])) for i in batch]
-        pending[remote.remote(pairs, config_ref, store_url, rescan)] = batch
-
-    for batch in batches(files, int(ray.cluster_resources().get("CPU", 1))):
-        submit(batch)
-    while pending:
+    while queue or pending:
+        while queue and len(pending) < window:
+            batch = queue.popleft()
+            # Tasks read absolute paths (a worker's working folder is not ours), show them as given.
+            pairs = [(os.path.abspath(files[i]), str(files[i])) for i in batch]
+            pending[remote.remote(pairs, config_ref, store_url, rescan)] = batch
         [ref], _ = ray.wait(list(pending), num_returns=1)
         batch = pending.pop(ref)
         try:
             arrived = [ScanResult.from_dict(d) for d in ray.get(ref)]
         except RayError as exc:
             if len(batch) > 1:
-                for i in batch:
-                    submit([i])
+                queue.extendleft([i] for i in reversed(batch))
                 continue
             arrived = [_task_died(files[batch[0]], exc)]
         for i, result in zip(batch, arrived, strict=True):
