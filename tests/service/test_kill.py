@@ -18,7 +18,6 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 from sqlalchemy import create_engine, func, inspect, select, text
 
 from modelward.config import ScanConfig
@@ -76,7 +75,7 @@ async def upload_until_killed(
     def named(kind: str, data: bytes, bad: bool) -> load.Upload:
         return load.Upload(f"k{next(counter):05d}-{kind}.pkl", data, bad)
 
-    async with httpx.AsyncClient(timeout=60) as client:
+    async with load.async_client(concurrency=8, timeout=60) as client:
 
         async def small(lane: int) -> None:
             while not killed.is_set():
