@@ -34,7 +34,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,8 @@ from fixtures.pickles import call_system_p4
 
 #: How long the server may take to answer /healthz after it was started.
 START_TIMEOUT = 60.0
+#: File descriptors the server group may hold after a load beyond those it held before.
+FD_SLACK = 16
 #: Seconds a client keeps an idle connection: well under uvicorn's 5 s keep-alive timeout.
 KEEPALIVE_EXPIRY = 1.0
 
@@ -192,6 +194,26 @@ class Server:
         except (ProcessLookupError, subprocess.TimeoutExpired):
             pass
         self.kill()
+
+    def footprint(self) -> tuple[int, int]:
+        """Open file descriptors and resident MiB, summed over the server's process group."""
+        group = str(self.process.pid) if self.process is not None else ""
+        fds = rss_kib = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                # After the parenthesised command come: state, ppid, pgrp, ...
+                if stat.read_text().rsplit(")", 1)[1].split()[2] != group:
+                    continue
+                fds += len(os.listdir(stat.parent / "fd"))
+                status = (stat.parent / "status").read_text().splitlines()
+                rss_kib += sum(int(line.split()[1]) for line in status if line[:6] == "VmRSS:")
+            except (OSError, IndexError, ValueError):
+                continue  # the process ended meanwhile
+        return fds, rss_kib // 1024
+
+    def spooled(self) -> list[Path]:
+        """Upload bodies in the server's spool (none once every request has been answered)."""
+        return [p for p in self.tmpdir.rglob("*") if p.is_file() and p.suffix != ".lock"]
 
     def tail(self, chars: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
@@ -359,6 +381,9 @@ class Summary:
     p90: float
     p99: float
     errors: list[str]
+    #: (open fds, resident MiB) of the server group when it was up, and after the load.
+    before: tuple[int, int] = (0, 0)
+    after: tuple[int, int] = (0, 0)
 
     @property
     def throughput(self) -> float:
@@ -385,15 +410,27 @@ def run(
     concurrency: int,
     timeout: float,
 ) -> tuple[Summary, list[str]]:
-    """Start a server, post every upload, check the store; the summary and the problems."""
+    """Start a server, post every upload, check the store; the summary and the problems.
+
+    Upload bodies still spooled after the last answer, or more than `FD_SLACK` file
+    descriptors left open than before the load, are problems too (leaks).
+    """
     with serving(store_url, workdir, workers=workers) as server:
+        before = server.footprint()
         started = time.perf_counter()
         outcomes = asyncio.run(
             upload_all(server, uploads, concurrency=concurrency, timeout=timeout)
         )
         summary = summarise(outcomes, time.perf_counter() - started)
         problems = summary.errors + check_stored(server, outcomes)
-    return summary, problems
+        time.sleep(0.5)  # the server closes the client's connections
+        after = server.footprint()
+        problems += [f"upload left in the spool: {p}" for p in server.spooled()]
+        if after[0] > before[0] + FD_SLACK:
+            problems.append(
+                f"server file descriptors {before[0]} before the load, {after[0]} after"
+            )
+    return replace(summary, before=before, after=after), problems
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -443,6 +480,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"| {summary.uploads} | {summary.accepted} | {summary.cached} "
         f"| {summary.p50 * 1000:.0f} | {summary.p90 * 1000:.0f} | {summary.p99 * 1000:.0f} "
         f"| {summary.throughput:.1f} | {summary.seconds:.2f} |"
+    )
+    print(
+        f"server group: {summary.before[0]} -> {summary.after[0]} open files, "
+        f"{summary.before[1]} -> {summary.after[1]} MiB resident"
     )
     for problem in problems:
         print(f"problem: {problem}", file=sys.stderr)
