@@ -94,13 +94,15 @@ def _modelward(jobs: int) -> Callable[[Path, Path], ToolRun]:
 
 
 def run_modelward(target: Path, work: Path, jobs: int = 1) -> ToolRun:
-    """`modelward scan --format json`; flagged = a finding at or above the default --fail-on
-    (medium), which is exactly when the CLI exits 1."""
+    """`modelward scan --format json --no-store`; flagged = a finding at or above the default
+    --fail-on (medium), which is exactly when the CLI exits 1. The results store is off: a
+    repeated run would otherwise reuse stored results and time a cache, not a scan (peers get
+    `--no-cache` for the same reason)."""
     out = work / "modelward.json"
     seconds, code, text = _timed(
         [
             str(MODELWARD_BIN / "modelward"),
-            *("scan", str(target), "-f", "json", "-o", str(out), f"--jobs={jobs}"),
+            *("scan", str(target), "-f", "json", "-o", str(out), f"--jobs={jobs}", "--no-store"),
         ],
         cwd=work,
     )
