@@ -24,7 +24,7 @@ from modelward.config import ScanConfig
 from modelward.findings import ScanResult
 from modelward.scanner import scan_file
 from modelward.store import open_store
-from modelward.store.schema import ResultRow, ScanRow
+from modelward.store.schema import HEAD_REVISION, ResultRow, ScanRow
 from modelward.store.urls import normalise_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
@@ -116,7 +116,7 @@ def stored_rows(url: str, digests: set[str]) -> list[str]:
 
     Checked through the store API (every row of every digest the client ever sent, and of
     every model the store lists) and in the tables (no scan without a result, no dangling
-    result reference, as many rows as the API returns).
+    result reference, as many rows as the API returns, the schema at the newest revision).
     """
     problems: list[str] = []
     store = open_store(url)
@@ -142,6 +142,9 @@ def stored_rows(url: str, digests: set[str]) -> list[str]:
                 integrity = db.execute(text("PRAGMA integrity_check")).scalar_one()
                 if integrity != "ok":
                     problems.append(f"sqlite integrity_check: {integrity}")
+            revisions = db.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+            if revisions != [HEAD_REVISION]:
+                problems.append(f"schema revisions after the kill: {revisions}")
             rows = db.execute(select(func.count()).select_from(ScanRow)).scalar_one()
             empty = db.execute(
                 select(func.count())
