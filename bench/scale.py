@@ -136,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     config = ScanConfig()
     rows: list[tuple[str, float, float]] = []
     with tempfile.TemporaryDirectory(prefix="modelward-scale-") as tmp:
+        # The digest cache of stored scans (and of Ray workers, which inherit this) goes too.
+        os.environ["MODELWARD_CACHE_DIR"] = f"{tmp}/cache"
         root = Path(tmp) / "corpus"
         root.mkdir()
         files = build_corpus(root, args.files)

@@ -21,15 +21,21 @@ from fixtures.safetensors_files import benign_numpy
 
 
 @pytest.fixture(scope="session")
-def local_ray() -> Iterator[None]:
+def local_ray(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     ray = pytest.importorskip("ray")
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level=logging.ERROR,
-    )
+    private = tmp_path_factory.mktemp("ray-workers")
+    # Workers inherit the environment Ray starts with, before any per-test isolation:
+    # give them their own default store and digest cache, never the real home's.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MODELWARD_STORE", f"sqlite:///{private / 'store.db'}")
+        env.setenv("MODELWARD_CACHE_DIR", str(private / "cache"))
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.ERROR,
+        )
     yield
     ray.shutdown()
 
