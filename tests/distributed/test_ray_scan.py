@@ -55,11 +55,8 @@ def test_results_are_stored_with_source_ray(mixed_folder: Path, store_url: str) 
     again = scan_on_ray([mixed_folder], config=config, address=None, store_url=store_url)
     assert comparable(again) == comparable(first)
     evil = str(mixed_folder / "evil.pkl")
-    store = open_store(store_url)
-    try:
+    with open_store(store_url) as store:
         events = store.scans_for_path(evil)
-    finally:
-        store.close()
     assert [(e.source, e.cached) for e in events] == [("ray", True), ("ray", False)]
     assert events[0].result.max_severity == Severity.CRITICAL
 
