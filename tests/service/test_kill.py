@@ -37,6 +37,9 @@ HARD_TIMEOUT = 90.0
 TRICKLE_BYTES = 4 << 20
 CHUNK = 64 << 10
 PAUSE = 0.03
+#: Connections posting small uploads back to back, spread over both workers: more requests
+#: in flight and more transactions committing when the kill comes.
+SMALL_LANES = 6
 #: Elements of the list pickle that takes the scanner about a second (about 2 us each).
 SLOW_SCAN_ELEMENTS = 500_000
 
@@ -75,9 +78,9 @@ async def upload_until_killed(
     def named(kind: str, data: bytes, bad: bool) -> load.Upload:
         return load.Upload(f"k{next(counter):05d}-{kind}.pkl", data, bad)
 
-    async with load.async_client(concurrency=8, timeout=60) as client:
+    async with load.async_client(concurrency=SMALL_LANES + 2, timeout=60) as client:
 
-        async def small(lane: int) -> None:
+        async def small() -> None:
             while not killed.is_set():
                 n = rng.randrange(40)  # repeats, so cached results are written too
                 bad = n % 3 == 0
@@ -106,7 +109,7 @@ async def upload_until_killed(
             server.kill()  # blocks the loop until the group is dead: no client moves meanwhile
             killed.set()
 
-        lanes = [killer(), small(0), small(1), trickled(), slow_scans()]
+        lanes = [killer(), trickled(), slow_scans(), *(small() for _ in range(SMALL_LANES))]
         await asyncio.wait_for(asyncio.gather(*lanes), HARD_TIMEOUT)
     return outcomes, at_kill
 
