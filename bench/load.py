@@ -195,20 +195,25 @@ class Server:
             pass
         self.kill()
 
+    def pids(self) -> list[int]:
+        """Every live process of the server's group (parent, uvicorn workers, their children)."""
+        if self.process is None:
+            return []
+        pids = []
+        for entry in Path("/proc").iterdir():
+            with suppress(ValueError, OSError):
+                if os.getpgid(int(entry.name)) == self.process.pid:
+                    pids.append(int(entry.name))
+        return pids
+
     def footprint(self) -> tuple[int, int]:
         """Open file descriptors and resident MiB, summed over the server's process group."""
-        group = str(self.process.pid) if self.process is not None else ""
         fds = rss_kib = 0
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                # After the parenthesised command come: state, ppid, pgrp, ...
-                if stat.read_text().rsplit(")", 1)[1].split()[2] != group:
-                    continue
-                fds += len(os.listdir(stat.parent / "fd"))
-                status = (stat.parent / "status").read_text().splitlines()
+        for pid in self.pids():
+            with suppress(OSError):  # the process ended meanwhile
+                fds += len(os.listdir(f"/proc/{pid}/fd"))
+                status = Path(f"/proc/{pid}/status").read_text().splitlines()
                 rss_kib += sum(int(line.split()[1]) for line in status if line[:6] == "VmRSS:")
-            except (OSError, IndexError, ValueError):
-                continue  # the process ended meanwhile
         return fds, rss_kib // 1024
 
     def spooled(self) -> list[Path]:
