@@ -1,9 +1,9 @@
 """Load harness for `modelward serve`: many concurrent uploads on loopback, then a check that
 every upload has exactly one stored result.
 
-Not a test by itself: `tests/service/test_load.py` and `tests/service/test_kill.py` import
-`Server`, `make_uploads`, `upload_all` and `check_stored` from here, and the command line runs
-a configurable load and prints latency percentiles, throughput and every problem found:
+Not a test by itself: `tests/service/test_load.py`, `test_kill.py` and `test_serve.py` import
+its pieces (`Server`, the payload makers, `upload_all`, `check_stored`), and the command line
+runs a configurable load and prints latency percentiles, throughput and every problem found:
 
     python bench/load.py                                   # 200 uploads, all at once, SQLite
     python bench/load.py --count 1000 --concurrency 50 --sizes 1,64,512
@@ -99,6 +99,7 @@ def make_uploads(
     """
     rng = random.Random(seed)
     nonce = secrets.token_hex(8)
+    distinct = min(distinct, count)
     contents: list[tuple[bytes, bool, int]] = []
     for i in range(distinct):
         size = sizes[i % len(sizes)]
