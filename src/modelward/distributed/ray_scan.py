@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 
 #: Aim for this many tasks per CPU, so a slow file does not leave the other CPUs idle.
 TASKS_PER_CPU = 4
-#: A task holds at most this many files: per-task overhead is ~0.5-2 ms, a small file's
-#: scan ~1 ms, so batching pays for small files (see docs/benchmarks.md, "Scale").
+#: A task holds at most this many files: a task costs ~0.6-1.2 ms, about as much as a small
+#: file's scan, so batching pays for small files (see docs/benchmarks.md, "Scale").
 MAX_BATCH_FILES = 32
 #: ...and at most about this many bytes, so big files get a task (and a CPU) each.
 MAX_BATCH_BYTES = 64 * 1024**2
