@@ -63,7 +63,11 @@ def server(tmp_path: Path) -> Iterator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(make_settings(tmp_path)), log_level="warning", lifespan="on")
+    # log_config=None: uvicorn's dictConfig would close every logging handler in this
+    # process, pytest's capture handlers included, and break the tests that run after.
+    config = uvicorn.Config(
+        create_app(make_settings(tmp_path)), log_config=None, log_level="warning", lifespan="on"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

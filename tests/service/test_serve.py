@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +16,7 @@ import pytest
 
 from fixtures.pickles import call_system_p4
 from modelward.cli.main import EXIT_ERROR, main
-from modelward.cli.serve import _token
+from modelward.cli.serve import _token, tcp_listener
 from modelward.service.settings import SETTINGS_ENV, TOKEN_ENV, ServiceSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
@@ -71,20 +71,37 @@ def test_options_serve_cannot_start_with_are_exit_2(
     assert message in capsys.readouterr().err
 
 
-def test_address_in_use_is_exit_2(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv(TOKEN_ENV, "t")
-    monkeypatch.setenv(SETTINGS_ENV, "")  # `serve` exports it; restored afterwards
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+def test_address_in_use_is_exit_2(tmp_path: Path) -> None:
+    # A real process: uvicorn configures logging with dictConfig, which closes every logging
+    # handler of the process it runs in (pytest's own capture handlers included).
+    env = {**os.environ, TOKEN_ENV: "t", "TMPDIR": str(tmp_path)}
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = str(busy.getsockname()[1])
         store = f"sqlite:///{tmp_path / 'x.db'}"
         # Two workers: the supervisor binds before starting any, so this fails fast.
-        assert main(["serve", "--port", port, "--workers", "2", "--store", store]) == EXIT_ERROR
-    assert f"could not serve on 127.0.0.1:{port}" in capsys.readouterr().err
+        serve = ["serve", "--port", port, "--workers", "2", "--store", store]
+        done = subprocess.run(
+            [sys.executable, "-m", "modelward", *serve],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT,
+        )
+    assert done.returncode == EXIT_ERROR
+    assert f"could not serve on 127.0.0.1:{port}" in done.stderr
+
+
+def test_workers_share_a_tcp_socket_so_accepted_connections_get_nodelay() -> None:
+    # asyncio sets TCP_NODELAY only on sockets whose protocol is IPPROTO_TCP; uvicorn binds
+    # its workers' socket with protocol 0, which cost ~40 ms per kept-alive request.
+    import uvicorn
+
+    config = uvicorn.Config("x:app", host="127.0.0.1", port=0, workers=2, log_config=None)
+    with tcp_listener(config) as listener:
+        assert listener.proto == socket.IPPROTO_TCP
+        assert listener.getsockname()[0] == "127.0.0.1"
 
 
 @pytest.fixture

@@ -12,10 +12,11 @@ import argparse
 import ipaddress
 import os
 import secrets
+import socket
 import stat
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelward.service.settings import (
     DEFAULT_HOST,
@@ -24,6 +25,9 @@ from modelward.service.settings import (
     TOKEN_ENV,
     ServiceSettings,
 )
+
+if TYPE_CHECKING:
+    import uvicorn
 
 DESCRIPTION = """\
 Serve scans over HTTP: POST a model file (or name one under --root) and get its
@@ -140,28 +144,56 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"modelward serve: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    import uvicorn
-
     os.environ.update(settings.to_env())
     try:
-        uvicorn.run(
-            "modelward.service.app:app_from_env",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=settings.workers,
-            server_header=False,
-            timeout_graceful_shutdown=30,
-        )
+        started = _serve(settings)
     except SystemExit as exc:  # uvicorn exits non-zero when it cannot bind or start the app
-        if exc.code:
-            print(
-                f"modelward serve: could not serve on {settings.host}:{settings.port}"
-                " (uvicorn's message above says why)",
-                file=sys.stderr,
-            )
-            return EXIT_ERROR
+        started = not exc.code
+    if not started:
+        print(
+            f"modelward serve: could not serve on {settings.host}:{settings.port}"
+            " (uvicorn's message above says why)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
     return EXIT_CLEAN
+
+
+def _serve(settings: ServiceSettings) -> bool:
+    """Run uvicorn until it is stopped; False when it never started.
+
+    What `uvicorn.run` does, except that with several workers the shared listening socket
+    is made an IPPROTO_TCP socket: uvicorn 0.54 binds it with protocol 0, asyncio then never
+    sets TCP_NODELAY on accepted connections, and Nagle's algorithm with delayed ACKs adds
+    about 40 ms to every request after the first on a kept-alive connection
+    (Kludex/uvicorn#3149).
+    """
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(
+        "modelward.service.app:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        server_header=False,
+        timeout_graceful_shutdown=30,
+    )
+    if settings.workers == 1:
+        server = uvicorn.Server(config)
+        server.run()
+        return server.started
+    Multiprocess(config, sockets=[tcp_listener(config)]).run()
+    return True
+
+
+def tcp_listener(config: uvicorn.Config) -> socket.socket:
+    """uvicorn's bound socket for its workers, as an IPPROTO_TCP socket (see `_serve`)."""
+    bound = config.bind_socket()
+    if bound.family in (socket.AF_INET, socket.AF_INET6) and bound.proto == 0:
+        bound = socket.socket(bound.family, bound.type, socket.IPPROTO_TCP, fileno=bound.detach())
+    return bound
 
 
 class UsageError(Exception):
