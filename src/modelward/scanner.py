@@ -11,7 +11,6 @@ import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -221,7 +220,9 @@ def scan_paths(
         for path in files:
             add(scan_file(path, config))
     else:
-        with _digest_cache() as digests:
+        from modelward.integrity.signing import digest_cache
+
+        with digest_cache() as digests:
             for path in files:
                 add(_scan_into(path, config, store, rescan, digests))
     # Folder results (a Hugging Face model folder) are not stored: no one file's result.
@@ -254,24 +255,12 @@ def _scan_into(
 
 def _scan_stored(path: Path, config: ScanConfig, store_url: str, rescan: bool) -> ScanResult:
     """A `-j` worker's scan: the store is opened in the worker, once per process."""
+    from modelward.integrity.signing import digest_cache
     from modelward.store.scanning import store_for_url
 
     # The digest cache commits on close: one per file, so nothing is lost when the pool ends.
-    with _digest_cache() as digests:
+    with digest_cache() as digests:
         return _scan_into(path, config, store_for_url(store_url), rescan, digests)
-
-
-@contextmanager
-def _digest_cache() -> Iterator[DigestCache | None]:
-    """The integrity digest cache (None where its folder is unusable), closed afterwards."""
-    from modelward.integrity.signing import open_cache
-
-    cache = open_cache(True)
-    try:
-        yield cache
-    finally:
-        if cache is not None:
-            cache.close()
 
 
 def _claim_data_files(results: list[ScanResult]) -> None:

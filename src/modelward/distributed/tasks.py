@@ -26,12 +26,13 @@ def scan_batch(
     workers) spares re-hashing unchanged big files. The dicts carry `data_files` (left
     out of `to_dict`), which the driver needs to claim ONNX external data.
     """
-    from modelward.scanner import _digest_cache, scan_file
+    from modelward.integrity.signing import digest_cache
+    from modelward.scanner import scan_file
 
     if store_url is None:
         results = [scan_file(Path(path), config, shown) for path, shown in files]
     else:
-        with _digest_cache() as digests:
+        with digest_cache() as digests:
             results = [
                 _scan_stored(Path(path), shown, config, store_url, rescan, digests)
                 for path, shown in files

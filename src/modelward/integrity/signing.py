@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from os import PathLike
 from pathlib import Path
@@ -42,6 +43,17 @@ def open_cache(cache: bool | DigestCache) -> DigestCache | None:
         return DigestCache()
     except (OSError, sqlite3.Error):
         return None
+
+
+@contextmanager
+def digest_cache() -> Iterator[DigestCache | None]:
+    """The user's digest cache for one piece of work (None where unusable), closed after it."""
+    cache = open_cache(True)
+    try:
+        yield cache
+    finally:
+        if cache is not None:
+            cache.close()
 
 
 def with_signature_ignored(model: Path, signature: Path, ignore: Iterable[str]) -> tuple[str, ...]:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -115,7 +113,9 @@ def gate(
     result.checks.append("scan")
     result.reasons += _scan_reasons(result.scan, policy.fail_on)
     hub_ids: list[str] = []
-    with _digest_cache() as cache:
+    from modelward.integrity.signing import digest_cache
+
+    with digest_cache() as cache:
         locked = _lock_reasons(model, policy, cache)
         if locked is not None:
             result.checks.append("lock")
@@ -133,18 +133,6 @@ def gate(
         result.reasons += _weight_reasons(result.scan, policy)
     result.seconds = time.monotonic() - start
     return result
-
-
-@contextmanager
-def _digest_cache() -> Iterator[DigestCache | None]:
-    from modelward.integrity.signing import open_cache
-
-    cache = open_cache(True)
-    try:
-        yield cache
-    finally:
-        if cache is not None:
-            cache.close()
 
 
 def _reason(rule_id: str, where: str | Path, message: str, evidence: str | None = None) -> Finding:
