@@ -49,6 +49,33 @@ def test_exit_codes_clean_findings_and_missing_path(
     assert "no such file or directory" in captured.err
 
 
+def test_files_from_a_list_and_stdin(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = write_model_folder(tmp_path / "model")
+    clean = write_clean_folder(tmp_path / "clean")
+    listing = tmp_path / "inventory.txt"
+    listing.write_text(f"{clean}\n\n{model}\r\n", encoding="utf-8")
+    code, document = scan_json(capsys, "--files-from", str(listing))
+    assert code == EXIT_FINDINGS
+    scanned = {r["path"] for r in document["results"]}
+    assert any(p.startswith(str(model)) for p in scanned)
+    assert any(p.startswith(str(clean)) for p in scanned)
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"{clean}\n"))
+    code, document = scan_json(capsys, "--files-from", "-")
+    assert code == EXIT_CLEAN and document["results"]
+
+    listing.write_text(f"{clean}\n{tmp_path / 'typo'}\n", encoding="utf-8")
+    assert main(["scan", "--files-from", str(listing)]) == EXIT_ERROR
+    assert "typo" in capsys.readouterr().err
+    listing.write_text("\n", encoding="utf-8")
+    assert main(["scan", "--files-from", str(listing)]) == EXIT_ERROR
+    assert "nothing to scan" in capsys.readouterr().err
+    assert main(["scan"]) == EXIT_ERROR
+    assert "nothing to scan" in capsys.readouterr().err
+
+
 def test_fail_on_threshold(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = write_model_folder(tmp_path / "model")
     code, document = scan_json(capsys, "--fail-on", "critical", str(model))
@@ -104,7 +131,6 @@ def test_parallel_jobs_give_the_same_findings(
         (["--jobs", "two"], "--jobs/-j: must be a whole number of at least 1"),
         (["--fail-on", "severe"], "unknown severity 'severe'"),
         (["--format", "xml"], "invalid choice: 'xml'"),
-        ([], "the following arguments are required: PATH"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_clear_message(

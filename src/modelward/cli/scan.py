@@ -71,7 +71,14 @@ def register(subparsers: Any) -> None:
         epilog="\n".join((FORMATS_HELP, STORE_HELP, EXIT_CODES_HELP, CONFIG_HELP)),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="file or folder")
+    parser.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="file or folder")
+    parser.add_argument(
+        "--files-from",
+        type=argparse.FileType("r", encoding="utf-8"),
+        metavar="LIST",
+        help="also scan the paths listed in LIST, one per line (`-` reads stdin): a registry's"
+        " inventory, `find ... -newer` output; blank lines are skipped, a missing path is exit 2",
+    )
     parser.add_argument(
         "--format",
         "-f",
@@ -160,10 +167,17 @@ def run(args: argparse.Namespace) -> int:
     from modelward.report import RENDERERS
     from modelward.scanner import iter_files, scan_paths
 
+    paths = list(args.paths)
+    if args.files_from is not None:
+        with args.files_from as listing:
+            paths += [Path(line.rstrip("\r\n")) for line in listing if line.strip()]
+    if not paths:
+        _complain("nothing to scan: give a PATH or a --files-from LIST that names one")
+        return EXIT_ERROR
     store = None
     try:
         config = ScanConfig.from_file(args.config) if args.config else ScanConfig()
-        files = list(iter_files(args.paths))
+        files = list(iter_files(paths))
         store = open_cli_store(args)
         with _progress(len(files)) as on_result:
             if args.ray is not None:
