@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -27,6 +29,47 @@ def test_archives_written_by_torch_jit_are_clean(
     report = modelward.scan(factory(tmp_path / "model.pt"))
     assert report.results[0].format == "torchscript"
     assert [f for f in report.findings if f.severity > Severity.INFO] == []
+
+
+class ListAttrNet(torch.nn.Module):
+    """List and dict attributes (types inferred): `data.pkl` gets `torch.jit._pickle` builders."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes = [1, 2, 3]
+        self.scales = {"a": 1.0}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * len(self.sizes)
+
+
+def test_list_builders_are_allowed_by_the_ordinary_allow_list(tmp_path: Path) -> None:
+    path = tmp_path / "lists.pt"
+    torch.jit.save(torch.jit.script(ListAttrNet()), str(path))  # type: ignore[no-untyped-call]
+    with zipfile.ZipFile(path) as archive:
+        data = archive.read(next(n for n in archive.namelist() if n.endswith("/data.pkl")))
+    assert b"torch.jit._pickle\nbuild_intlist" in data
+    assert b"torch.jit._pickle\nrestore_type_tag" in data
+    report = modelward.scan(path)
+    assert report.results[0].format == "torchscript", (report.findings, report.errors)
+    assert [f for f in report.findings if f.severity > Severity.INFO] == []
+
+
+def test_other_names_in_the_list_builder_module_are_dangerous(
+    tmp_path: Path, script_archive: Path
+) -> None:
+    # constants.pkl swapped for a pickle that calls torch.jit._pickle.loads.
+    payload = b"\x80\x02ctorch.jit._pickle\nloads\nC\x00\x85R."
+    target = rewrite_member(
+        script_archive,
+        tmp_path / "loads.pt",
+        lambda n: n.endswith("/constants.pkl"),
+        lambda _: payload,
+    )
+    report = modelward.scan(target)
+    hits = [f for f in report.findings if f.rule_id == "MW-PICKLE-DANGEROUS-GLOBAL"]
+    assert [h.severity for h in hits] == [Severity.CRITICAL]
+    assert (hits[0].evidence or "").startswith("torch.jit._pickle.loads called")
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))

@@ -6,8 +6,9 @@ import pickle
 
 import numpy as np
 import pytest
+import torch.jit._pickle
 
-from fixtures.pickles import scan_bytes
+from fixtures.pickles import STOP, proto, reduce_pickle, scan_bytes, stack_global
 from modelward.findings import Severity
 from modelward.pickle.policy import Verdict, default_policy, dunder_parts
 
@@ -31,6 +32,24 @@ from modelward.pickle.policy import Verdict, default_policy, dunder_parts
         ("torch", Verdict.UNKNOWN),
         ("torch._utils._rebuild_tensor_v2x", Verdict.UNKNOWN),  # exact, not a prefix
         ("builtins.print", Verdict.UNKNOWN),
+        ("copyreg._reconstructor", Verdict.ALLOWED),  # a trampoline
+        # TorchScript's list builders: exact allow pairs pass the `_pickle` suffix match...
+        ("torch.jit._pickle.build_intlist", Verdict.ALLOWED),
+        ("torch.jit._pickle.restore_type_tag", Verdict.ALLOWED),
+        # ...their neighbours and every other road to the pickle modules do not.
+        ("torch.jit._pickle.loads", Verdict.DENIED),
+        ("torch.jit._pickle.Unpickler", Verdict.DENIED),
+        ("torch.jit._pickle", Verdict.DENIED),
+        ("_pickle.loads", Verdict.DENIED),
+        ("_pickle.Unpickler", Verdict.DENIED),
+        ("pickle.loads", Verdict.DENIED),
+        ("pickle._loads", Verdict.DENIED),
+        ("pickle._Unpickler", Verdict.DENIED),
+        ("some.pkg._pickle.loads", Verdict.DENIED),
+        ("some.pkg.pickle.loads", Verdict.DENIED),
+        ("torch.pickle.loads", Verdict.DENIED),
+        ("torch.serialization.pickle.loads", Verdict.DENIED),
+        ("numpy.random._pickle.loads", Verdict.DENIED),
     ],
 )
 def test_verdicts(path: str, verdict: Verdict) -> None:
@@ -54,3 +73,29 @@ def test_numpy_random_state_is_allowed(protocol: int) -> None:
     states = [np.random.RandomState(0), np.random.default_rng(0)]
     findings = scan_bytes(pickle.dumps(states, protocol=protocol))[1]
     assert [f for f in findings if f.severity > Severity.INFO] == []
+
+
+def test_torchscript_list_builder_in_a_plain_pickle_is_allowed() -> None:
+    """The ordinary allow-list covers it: no TorchScript-only exception is needed."""
+    data = reduce_pickle(torch.jit._pickle.build_intlist, ([1, 2, 3],), protocol=2)
+    assert b"torch.jit._pickle" in data
+    assert [f for f in scan_bytes(data)[1] if f.severity > Severity.INFO] == []
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        ("_pickle", "loads"),
+        ("pickle", "_loads"),
+        ("torch.jit._pickle", "loads"),
+        ("torch.jit", "_pickle.loads"),  # an attribute chain from an allowed package
+        ("torch", "jit._pickle.Unpickler"),
+    ],
+)
+def test_pickle_module_evasions_stay_dangerous(module: str, name: str) -> None:
+    data = proto(4) + stack_global(module, name) + STOP
+    findings = scan_bytes(data)[1]
+    assert any(
+        f.rule_id == "MW-PICKLE-DANGEROUS-GLOBAL" and f.severity is Severity.CRITICAL
+        for f in findings
+    ), [(f.rule_id, f.evidence) for f in findings]

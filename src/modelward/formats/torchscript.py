@@ -37,8 +37,6 @@ _STORAGE_DIRS = frozenset({"data", "traced_inputs"})
 _TORCH_CLASS_RULES = frozenset(
     {"MW-PICKLE-DUNDER", "MW-PICKLE-UNKNOWN-GLOBAL", "MW-PICKLE-ALLOWED-BY-CONFIG"}
 )
-#: Pickle findings about a global the TorchScript unpickler implements natively.
-_NATIVE_GLOBAL_RULES = frozenset({"MW-PICKLE-DANGEROUS-GLOBAL", "MW-PICKLE-UNKNOWN-GLOBAL"})
 #: Severity of each `pycode` category inside TorchScript code, which needs none of them.
 _CATEGORY_SEVERITY = {
     "code": Severity.CRITICAL,
@@ -54,11 +52,6 @@ _CATEGORY_SEVERITY = {
 @cache
 def known_op_namespaces() -> frozenset[str]:
     return name_set("torchscript.toml", "known_op_namespaces")
-
-
-@cache
-def native_globals() -> frozenset[str]:
-    return name_set("torchscript.toml", "native_globals")
 
 
 def _relative(name: str) -> str | None:
@@ -129,13 +122,15 @@ def scan_torchscript_pickle(blob: Blob, ctx: ScanContext, classes: frozenset[str
 
 
 def _expected(finding: Finding, classes: frozenset[str]) -> bool:
-    """A finding on a name the TorchScript loader resolves without importing Python."""
-    if not finding.evidence:
+    """A finding on a `__torch__` class the archive's code defines (resolved there, not imported).
+
+    The list builders the TorchScript unpickler implements natively
+    (`torch.jit._pickle.build_intlist`...) need no exception: they are on the ordinary
+    pickle allow-list.
+    """
+    if finding.rule_id not in _TORCH_CLASS_RULES or not finding.evidence:
         return False
-    path = finding.evidence.split(" ", 1)[0]
-    return (finding.rule_id in _TORCH_CLASS_RULES and path in classes) or (
-        finding.rule_id in _NATIVE_GLOBAL_RULES and path in native_globals()
-    )
+    return finding.evidence.split(" ", 1)[0] in classes
 
 
 class TorchScriptScanner:

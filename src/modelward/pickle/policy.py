@@ -50,8 +50,10 @@ class GlobalPolicy:
         Deny wins over allow for the path itself. Every dotted suffix of an
         unlisted path is checked against deny too, because a loader resolves
         `pkg.sub.os.system` to whatever `os.system` is when `pkg.sub` imports
-        `os`; an exact allow pair (`numpy.random._pickle.__randomstate_ctor`)
-        is not second-guessed that way.
+        `os`; an exact allow pair (`numpy.random._pickle.__randomstate_ctor`,
+        `torch.jit._pickle.build_intlist`) is not second-guessed that way. The
+        suffix rule is not narrowed to "module paths only": the joined path cannot
+        tell a submodule from an attribute chain (`pkg` + `_pickle.loads`).
         """
         parts = path.split(".")
         if self._denied(parts):
