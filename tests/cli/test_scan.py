@@ -155,12 +155,58 @@ def test_config_file_errors_and_limits(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["scan", str(clean), "--config", str(good)]) == EXIT_CLEAN
 
 
+POLICY_CONFIGS = {
+    "valid": ('[policy]\nfail_on = "high"\nsafetensors_only = true\n', EXIT_CLEAN, ""),
+    "bad-severity": ('[policy]\nfail_on = "severe"\n', EXIT_ERROR, "policy.fail_on"),
+    "unknown-key": ("[policy]\nsafetensor_only = true\n", EXIT_ERROR, "safetensor_only"),
+    "unknown-nested-key": (
+        "[policy.signatures]\nrequire = true\n",
+        EXIT_ERROR,
+        "[policy].signatures: unknown key(s) require",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(POLICY_CONFIGS))
+def test_policy_table_is_validated_but_not_enforced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """One modelward.toml serves scan and gate: scan rejects a policy gate would reject."""
+    text, code, message = POLICY_CONFIGS[name]
+    clean = write_clean_folder(tmp_path / "clean")
+    config = tmp_path / "modelward.toml"
+    config.write_text("[scan]\nallow_globals = []\n" + text, encoding="utf-8")
+    assert main(["scan", str(clean), "--config", str(config)]) == code
+    err = capsys.readouterr().err
+    assert message in err
+    if code == EXIT_ERROR:
+        assert str(config) in err
+
+
+def test_policy_in_pyproject_is_validated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clean = write_clean_folder(tmp_path / "clean")
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text("[tool.modelward.policy]\nforbid_pickles = true\n", encoding="utf-8")
+    assert main(["scan", str(clean), "--config", str(pyproject)]) == EXIT_ERROR
+    assert "forbid_pickles" in capsys.readouterr().err
+
+
 def test_help_explains_formats_exit_codes_and_config(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["scan", "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for needle in ("table", "json", "sarif", "exit codes:", "[scan.limits]", "allow_globals"):
+    for needle in (
+        "table",
+        "json",
+        "sarif",
+        "exit codes:",
+        "[scan.limits]",
+        "allow_globals",
+        "scan does not enforce it",
+    ):
         assert needle in text
     assert "max_pickle_streams = 64" in text
 

@@ -56,6 +56,7 @@ config file (--config FILE; TOML; a pyproject.toml is read from its [tool.modelw
   [scan.limits]                             # any of these (defaults shown), positive numbers
 {limits}
   Unknown keys are errors. No config file is read unless --config is given.
+  A [policy] table (modelward gate) is checked and must be valid; scan does not enforce it.
 """.format(limits="\n".join(f"  {f.name} = {f.default!r}" for f in fields(Limits)))
 
 
@@ -176,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     store = None
     try:
-        config = ScanConfig.from_file(args.config) if args.config else ScanConfig()
+        config = _scan_config(args.config)
         files = list(iter_files(paths))
         store = open_cli_store(args)
         with _progress(len(files)) as on_result:
@@ -212,6 +213,19 @@ def run(args: argparse.Namespace) -> int:
     if report.has_findings_at(args.fail_on):
         return EXIT_FINDINGS
     return EXIT_ERROR if report.errors else EXIT_CLEAN
+
+
+def _scan_config(path: Path | None) -> ScanConfig:
+    """The `[scan]` settings; a `[policy]` in the same file is validated as `gate` would.
+
+    One modelward.toml is shared by `scan` and `gate`, so a broken policy is reported
+    by whichever runs first rather than only when the gate finally reads it.
+    """
+    if path is None:
+        return ScanConfig()
+    from modelward.provenance.policy import ModelwardConfig
+
+    return ModelwardConfig.from_file(path).scan
 
 
 def _scan_on_ray(
