@@ -35,6 +35,13 @@ class Limits:
     max_seconds_per_file: float = 120.0
     #: Bytes any one decompressed stream (joblib, gzip member, zip member) may expand to.
     max_decompressed_bytes: int = 8 * 1024**3
+    #: Bytes all decompressing streams of one scanned file may produce together, across
+    #: nesting levels, siblings and re-reads (zip members, gzip/bzip2/xz layers, compressed
+    #: joblib). Four times the per-stream cap: a stream near that cap still gets the passes a
+    #: scan makes over it (size it, then walk or scan it; joblib twice plus its object arrays),
+    #: while a 42.zip-style file of many streams, each under the cap and nested several levels,
+    #: stops after this much work, whatever the time limit is.
+    max_total_decompressed_bytes: int = 32 * 1024**3
     #: Expansion ratio of a compressed member beyond which it is reported as a bomb.
     max_compression_ratio: float = 1000.0
     #: Containers inside containers (zip in tar in gzip ...).

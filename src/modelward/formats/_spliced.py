@@ -87,6 +87,7 @@ def scan_pickle_ranges(
         depth=ctx.depth,
         deadline=ctx.deadline,
         read_counter=ctx.read_counter,
+        budget=ctx.budget,
     )
     view = cast(BinaryIO, io.BufferedReader(_Spliced(stream, ranges, position, ctx)))
     try:

@@ -68,17 +68,20 @@ class _Decompressed(io.RawIOBase):
     When the content's `size` and last bytes (`tail`) are already known, seeks are
     lazy and reads inside the tail are served from it: format sniffers that look
     at the end of a file (a zip's central directory) then cost no decompression.
+    Everything it decompresses, seeks included, is charged to the file's budget (`charge`).
     """
 
     def __init__(
         self,
         raw: BinaryIO,
         wrap: Callable[[BinaryIO], BinaryIO],
+        charge: Callable[[int], None],
         size: int | None = None,
         tail: bytes = b"",
     ) -> None:
         self._raw = raw
         self._inner = wrap(raw)
+        self._charge = charge
         self._size = size
         self._tail = tail
         self._tail_start = (size or 0) - len(tail)
@@ -106,9 +109,13 @@ class _Decompressed(io.RawIOBase):
             at = self._pos - self._tail_start
             data = self._tail[at : at + len(buffer)]
         else:
-            if self._inner.tell() != self._pos:
+            here = self._inner.tell()
+            if here != self._pos:
+                # A decompressing file seeks by decompressing: on from here, or again from 0.
+                self._charge(self._pos - here if self._pos > here else self._pos)
                 self._inner.seek(self._pos)
             data = self._inner.read(len(buffer))
+            self._charge(len(data))
         buffer[: len(data)] = data
         self._pos += len(data)
         return len(data)
@@ -170,7 +177,10 @@ class CompressedScanner:
         total = 0
         previous = last = b""  # the last two chunks, for the tail
         try:
-            with ctx.open(blob) as raw, _Decompressed(raw, self._wrap) as stream:
+            with (
+                ctx.open(blob) as raw,
+                _Decompressed(raw, self._wrap, ctx.charge_decompressed) as stream,
+            ):
                 while chunk := stream.read(_CHUNK):
                     ctx.check_deadline()
                     previous, last = last, chunk
@@ -200,10 +210,11 @@ class CompressedScanner:
             kept = None  # the blob holds its own copy; free this one before nested scans
         else:
             wrap, tail = self._wrap, (previous + last)[-TAIL_BYTES:]
+            charge = ctx.charge_decompressed
             member = Blob(
                 location,
                 total,
-                lambda: cast(BinaryIO, _Decompressed(blob.open(), wrap, total, tail)),
+                lambda: cast(BinaryIO, _Decompressed(blob.open(), wrap, charge, total, tail)),
             )
         ctx.scan_member(member)
 

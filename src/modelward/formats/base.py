@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 #: Bytes given to `FormatScanner.detect`; enough for every magic number and header we sniff.
 HEAD_SIZE = 4096
+#: The finding for a file whose nested streams together decompress past the per-file budget.
+DECOMPRESSION_BUDGET_RULE = "MW-LIMIT-DECOMPRESSED"
 
 
 class ScanAborted(Exception):
@@ -139,7 +141,12 @@ def discard(stream: BinaryIO, count: int) -> None:
 
 class ReportingReader(io.RawIOBase):
     """A read-only, non-seekable view of a decoding stream whose decoder errors become
-    `ScanAborted` findings (`rule_id`, `message` + the error) instead of exceptions."""
+    `ScanAborted` findings (`rule_id`, `message` + the error) instead of exceptions.
+
+    `charge`, when given, is told how many bytes each read produced: a decompressing
+    stream passes `ScanContext.charge_decompressed` so its output counts against the file's
+    decompression budget.
+    """
 
     def __init__(
         self,
@@ -147,11 +154,13 @@ class ReportingReader(io.RawIOBase):
         errors: tuple[type[BaseException], ...],
         rule_id: str,
         message: str,
+        charge: Callable[[int], None] | None = None,
     ) -> None:
         self._inner = inner
         self._errors = errors
         self._rule_id = rule_id
         self._message = message
+        self._charge = charge
 
     def readable(self) -> bool:
         return True
@@ -164,6 +173,8 @@ class ReportingReader(io.RawIOBase):
             data = read(len(buffer))
         except self._errors as exc:
             raise ScanAborted(self._rule_id, f"{self._message}: {exc}") from exc
+        if self._charge is not None:
+            self._charge(len(data))
         buffer[: len(data)] = data
         return len(data)
 
@@ -229,6 +240,19 @@ class FormatScanner(Protocol):
 
 
 @dataclass
+class DecompressionBudget:
+    """Decompressed bytes one scanned file has produced so far, shared by all its nested scans.
+
+    Each stream is capped on its own (`max_decompressed_bytes`); this total is what stops
+    many capped streams nested in one another (42.zip) before the time limit does.
+    """
+
+    used: int = 0
+    #: Whether `DECOMPRESSION_BUDGET_RULE` is already reported for this file (it is, once).
+    reported: bool = False
+
+
+@dataclass
 class ScanContext:
     """What a scanner may use: config and limits, a sink for findings, and nested dispatch."""
 
@@ -238,6 +262,7 @@ class ScanContext:
     depth: int = 0
     deadline: float = field(default_factory=lambda: float("inf"))
     read_counter: list[int] = field(default_factory=lambda: [0])
+    budget: DecompressionBudget = field(default_factory=DecompressionBudget)
 
     def report(
         self,
@@ -248,6 +273,11 @@ class ScanContext:
         evidence: str | None = None,
         technique: str | None = None,
     ) -> None:
+        if rule_id == DECOMPRESSION_BUDGET_RULE:
+            # Every decoder still open raises it again once the budget is spent: one finding.
+            if self.budget.reported:
+                return
+            self.budget.reported = True
         kwargs = {} if technique is None else {"technique": technique}
         self.result.findings.append(
             Finding(rule_id, severity, location, message, evidence, **kwargs)
@@ -260,6 +290,27 @@ class ScanContext:
                 "MW-LIMIT-TIME",
                 f"scan exceeded the {self.config.limits.max_seconds_per_file:g} s per-file limit",
             )
+
+    def charge_decompressed(self, count: int) -> None:
+        """Count `count` bytes a decoder produced (or must produce to seek) for this file.
+
+        Past `max_total_decompressed_bytes` every further charge raises, so each decoder of
+        the file stops at its next read and nothing more is decompressed.
+        """
+        self.budget.used += count
+        if self._budget_spent():
+            raise ScanAborted(DECOMPRESSION_BUDGET_RULE, self._budget_message())
+
+    def _budget_spent(self) -> bool:
+        return self.budget.used > self.config.limits.max_total_decompressed_bytes
+
+    def _budget_message(self) -> str:
+        return (
+            "nested streams decompressed past the per-file total of"
+            f" {self.config.limits.max_total_decompressed_bytes} bytes"
+            " (max_total_decompressed_bytes; a nested decompression bomb?); the rest of the"
+            " file is not scanned"
+        )
 
     def counted(self, stream: BinaryIO, limit: int | None = None) -> BinaryIO:
         """Wrap `stream` so its reads count toward `bytes_read` and stop at `limit`."""
@@ -286,12 +337,21 @@ class ScanContext:
                 " inner content not scanned",
             )
             return "nested-too-deep"
-        child = ScanContext(
-            config=self.config,
-            result=self.result,
-            dispatch=self.dispatch,
-            depth=self.depth + 1,
-            deadline=self.deadline,
-            read_counter=self.read_counter,
-        )
-        return self.dispatch(blob, child)
+        found = "aborted"
+        if not self._budget_spent():  # once it is spent, descend no further
+            child = ScanContext(
+                config=self.config,
+                result=self.result,
+                dispatch=self.dispatch,
+                depth=self.depth + 1,
+                deadline=self.deadline,
+                read_counter=self.read_counter,
+                budget=self.budget,
+            )
+            found = self.dispatch(blob, child)
+        if self._budget_spent():
+            # Reported once per file (`report`), also when a detector swallowed the abort.
+            self.report(
+                DECOMPRESSION_BUDGET_RULE, Severity.MEDIUM, blob.location, self._budget_message()
+            )
+        return found

@@ -113,7 +113,10 @@ def _decompressor(codec: str, raw: BinaryIO) -> io.BufferedIOBase:
     return io.BufferedReader(_ZlibReader(raw))
 
 
-def _open_decompressed(codec: str, raw: BinaryIO, limit: int) -> BinaryIO:
+def _open_decompressed(
+    codec: str, raw: BinaryIO, limit: int, charge: Callable[[int], None] | None = None
+) -> BinaryIO:
+    """The decompressed stream, capped at `limit`; its output is `charge`d to the file."""
     capped = CountingReader(
         cast(
             BinaryIO,
@@ -122,6 +125,7 @@ def _open_decompressed(codec: str, raw: BinaryIO, limit: int) -> BinaryIO:
                 _DECOMPRESS_ERRORS,
                 "MW-JOBLIB-CORRUPT",
                 "compressed stream is corrupt",
+                charge,
             ),
         ),
         [0],
@@ -569,7 +573,8 @@ class JoblibScanner:
         def decompressed() -> BinaryIO:
             assert codec is not None
             raw = ctx.counted(blob.open())
-            return _open_decompressed(codec, raw, ctx.config.limits.max_decompressed_bytes)
+            limit = ctx.config.limits.max_decompressed_bytes
+            return _open_decompressed(codec, raw, limit, ctx.charge_decompressed)
 
         return plain if codec is None else decompressed
 

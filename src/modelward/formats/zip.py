@@ -174,7 +174,11 @@ class ZipArchive:
         except (*_MEMBER_ERRORS, RuntimeError, ValueError) as exc:
             raise ScanAborted("MW-ZIP-CORRUPT", f"member {member.name!r}: {exc}") from exc
         where = f"member {member.name!r}"
-        reader = ReportingReader(inner, _MEMBER_ERRORS, "MW-ZIP-CORRUPT", where)
+        # Stored members are not decompressed here: what they come from was charged already.
+        charge = (
+            None if member.compress_type == zipfile.ZIP_STORED else self.ctx.charge_decompressed
+        )
+        reader = ReportingReader(inner, _MEMBER_ERRORS, "MW-ZIP-CORRUPT", where, charge)
         return cast(BinaryIO, io.BufferedReader(reader))
 
 
