@@ -182,3 +182,40 @@ def test_damaged_zips_never_crash(position: int, noise: bytes) -> None:
     data[position : position + len(noise)] = noise
     result = _scan(bytes(data))
     assert "MW-SCAN-ERROR" not in _rules(result)
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED])
+def test_zip_and_checkpoints_inside_a_zip_are_scanned(tmp_path: Path, method: int) -> None:
+    # A model bundle zipped for download: the checkpoint (itself a zip) and a zip of pickles
+    # inside must be scanned through, not reported as unreadable.
+    from fixtures.torch_models import write_benign, write_malicious
+
+    evil_checkpoint = write_malicious(tmp_path)[0].read_bytes()
+    clean_checkpoint = write_benign(tmp_path)[0].read_bytes()
+    inner = _zip({"evil.pkl": payload_pickle()})
+    bundle = _zip(
+        {"model.pt": evil_checkpoint, "clean.pt": clean_checkpoint, "pickles.zip": inner}, method
+    )
+    result = _scan(bundle)
+    assert not result.errors, result.errors
+    dangerous = {
+        str(f.location).split("@")[0] for f in result.findings if f.severity >= Severity.HIGH
+    }
+    assert any(where.startswith("a.zip!model.pt!") for where in dangerous), dangerous
+    assert "a.zip!pickles.zip!evil.pkl" in dangerous
+    assert not any(where.startswith("a.zip!clean.pt") for where in dangerous), dangerous
+
+
+def test_zip_nested_in_zips_is_stopped_by_the_decompression_budget() -> None:
+    # 42.zip in miniature: every member under the per-stream cap, the total over the budget.
+    layer = _zip({f"part{i}.pkl": pickle.dumps(bytes(200_000)) for i in range(4)})
+    for depth in range(3):
+        layer = _zip({f"level{depth}-{i}.zip": layer for i in range(4)})
+    limits = Limits(
+        max_decompressed_bytes=4 * 1024**2,
+        max_compression_ratio=1e9,
+        max_total_decompressed_bytes=8 * 1024**2,
+    )
+    result = _scan(layer, limits)
+    assert "MW-LIMIT-DECOMPRESSED" in _rules(result), result.findings
+    assert not result.errors

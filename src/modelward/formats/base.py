@@ -140,12 +140,15 @@ def discard(stream: BinaryIO, count: int) -> None:
 
 
 class ReportingReader(io.RawIOBase):
-    """A read-only, non-seekable view of a decoding stream whose decoder errors become
-    `ScanAborted` findings (`rule_id`, `message` + the error) instead of exceptions.
+    """A read-only view of a decoding stream whose decoder errors become `ScanAborted`
+    findings (`rule_id`, `message` + the error) instead of exceptions.
 
     `charge`, when given, is told how many bytes each read produced: a decompressing
     stream passes `ScanContext.charge_decompressed` so its output counts against the file's
-    decompression budget.
+    decompression budget. `seekable=True` passes seeks through to a decoder that can seek
+    (a zip member, so that a zip or PyTorch checkpoint inside a zip can be scanned); the
+    bytes a seek decompresses unseen are charged too: the distance forward, or everything
+    up to the target when seeking back restarts the decoder.
     """
 
     def __init__(
@@ -155,15 +158,38 @@ class ReportingReader(io.RawIOBase):
         rule_id: str,
         message: str,
         charge: Callable[[int], None] | None = None,
+        *,
+        seekable: bool = False,
     ) -> None:
         self._inner = inner
         self._errors = errors
         self._rule_id = rule_id
         self._message = message
         self._charge = charge
+        self._seekable = seekable and inner.seekable()
 
     def readable(self) -> bool:
         return True
+
+    def seekable(self) -> bool:
+        return self._seekable
+
+    def tell(self) -> int:
+        if not self._seekable:
+            return super().tell()
+        return self._inner.tell()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if not self._seekable:
+            return super().seek(offset, whence)
+        before = self._inner.tell()
+        try:
+            after = self._inner.seek(offset, whence)
+        except self._errors as exc:
+            raise ScanAborted(self._rule_id, f"{self._message}: {exc}") from exc
+        if self._charge is not None:
+            self._charge(after - before if after >= before else after)
+        return after
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         try:

@@ -178,7 +178,9 @@ class ZipArchive:
         charge = (
             None if member.compress_type == zipfile.ZIP_STORED else self.ctx.charge_decompressed
         )
-        reader = ReportingReader(inner, _MEMBER_ERRORS, "MW-ZIP-CORRUPT", where, charge)
+        reader = ReportingReader(
+            inner, _MEMBER_ERRORS, "MW-ZIP-CORRUPT", where, charge, seekable=True
+        )
         return cast(BinaryIO, io.BufferedReader(reader))
 
 
