@@ -5,7 +5,9 @@
 set -euo pipefail
 
 need=()
-command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
+# A server, not only the client (psql) that some images carry.
+command -v pg_ctlcluster >/dev/null 2>&1 && compgen -G "/usr/lib/postgresql/*/bin/postgres" \
+  >/dev/null || need+=(postgresql)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "+ apt-get install ${need[*]}" >&2
@@ -15,6 +17,10 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 
 # The Debian cluster listens on 127.0.0.1:5432; a role and database for the tests only.
+if [ -z "$(pg_lsclusters --no-header 2>/dev/null)" ]; then
+  server=$(compgen -G "/usr/lib/postgresql/*/bin/postgres" | sort -V | tail -1)
+  pg_createcluster "$(basename "$(dirname "$(dirname "$server")")")" main >&2
+fi
 pg_version=$(pg_lsclusters --no-header | awk 'NR==1{print $1}')
 pg_cluster=$(pg_lsclusters --no-header | awk 'NR==1{print $2}')
 pg_ctlcluster "$pg_version" "$pg_cluster" start >&2 2>/dev/null || true
