@@ -60,6 +60,10 @@ _FLAG_ENCRYPTED = 0x1
 _FLAG_UTF8 = 0x800
 _S_IFMT = 0o170000
 _S_IFLNK = 0o120000
+#: Compressed members up to this (declared) size may seek, so a zip or checkpoint inside them
+#: can be read; a seek decompresses up to its target, so larger ones stay forward-only (a zip
+#: in a bigger compressed member is reported unreadable, never passed).
+SEEKABLE_COMPRESSED_BYTES = 64 * 1024**2
 #: Errors the stdlib decompressors raise on corrupt member data.
 _MEMBER_ERRORS = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, NotImplementedError)
 
@@ -178,8 +182,9 @@ class ZipArchive:
         charge = (
             None if member.compress_type == zipfile.ZIP_STORED else self.ctx.charge_decompressed
         )
+        seekable = charge is None or member.uncompressed_size <= SEEKABLE_COMPRESSED_BYTES
         reader = ReportingReader(
-            inner, _MEMBER_ERRORS, "MW-ZIP-CORRUPT", where, charge, seekable=True
+            inner, _MEMBER_ERRORS, "MW-ZIP-CORRUPT", where, charge, seekable=seekable
         )
         return cast(BinaryIO, io.BufferedReader(reader))
 
