@@ -56,7 +56,12 @@ def file_history(store: ResultStore, target: str) -> FileHistory:
         )
     if path.is_dir():
         raise IsADirectoryError(f"{target} is a folder; give one file or a SHA-256")
-    current = sha256_file(path) if path.exists() else None
+    current = None
+    if path.exists():
+        from modelward.integrity.signing import digest_cache
+
+        with digest_cache() as cache:  # a file scanned or verified before is not read again
+            current = sha256_file(path, cache)
     # Scans record the path as given; verdicts record absolute paths. Try both spellings.
     names = list(dict.fromkeys((target, os.path.abspath(target))))
     scans = [s for name in names for s in store.scans_for_path(name)]

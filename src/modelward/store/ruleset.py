@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelward import __version__
+from modelward.integrity.errors import IntegrityError
 from modelward.integrity.hashing import HashTask, digest_tasks
 from modelward.integrity.walk import SINGLE_FILE_NAME, FileEntry
 
@@ -33,7 +34,6 @@ _RULE_SOURCES = (
     "findings.py",
     "config.py",
 )
-_CHUNK = 1 << 20
 
 
 @lru_cache(maxsize=1)
@@ -63,24 +63,20 @@ def _rule_files() -> list[Path]:
 
 
 def sha256_file(path: Path, cache: DigestCache | None = None) -> str:
-    """The hex SHA-256 of a regular file's bytes, read in chunks (never whole).
+    """The hex SHA-256 of a regular file's bytes, streamed by the integrity hasher.
 
     With the integrity digest `cache`, an unchanged file (same inode, size, mtime and
     ctime as when it was hashed) is not read again: for big weights whose scan reads
     only a header, hashing would otherwise cost more than the scan it saves. Raises
-    `OSError` for anything but a regular file (a FIFO would block the read forever).
+    `OSError` for anything but a regular file (a FIFO would block the read forever) and
+    for a file that shrinks while it is read.
     """
     st = os.stat(path)
     if not stat.S_ISREG(st.st_mode):
         raise OSError(f"{path}: not a regular file")
-    if cache is not None:
-        entry = FileEntry.from_stat(SINGLE_FILE_NAME, os.path.realpath(path), st)
+    entry = FileEntry.from_stat(SINGLE_FILE_NAME, os.path.realpath(path), st)
+    try:
         [raw] = digest_tasks([HashTask(entry, 0, entry.size)], "sha256", cache=cache)
-        return raw.hex()
-    digest = hashlib.sha256()
-    buf = bytearray(_CHUNK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(view):
-            digest.update(view[:n])
-    return digest.hexdigest()
+    except IntegrityError as exc:
+        raise OSError(str(exc)) from exc
+    return raw.hex()

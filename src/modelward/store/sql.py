@@ -233,19 +233,16 @@ class ResultStore:
 
     def verdicts_for_digest(self, sha256: str) -> list[Verdict]:
         """Every verdict on these bytes, newest first."""
-        query = (
-            select(VerdictRow)
-            .where(VerdictRow.sha256 == sha256)
-            .order_by(VerdictRow.recorded_at.desc(), VerdictRow.seq.desc())
-        )
-        with self._errors("cannot read"), Session(self._engine) as session:
-            return [_verdict(v) for v in session.scalars(query)]
+        return self._verdicts(VerdictRow.sha256 == sha256)
 
     def verdicts_for_path(self, path: str) -> list[Verdict]:
         """Every verdict recorded under this path, newest first."""
+        return self._verdicts(VerdictRow.path == path)
+
+    def _verdicts(self, where: Any) -> list[Verdict]:
         query = (
             select(VerdictRow)
-            .where(VerdictRow.path == path)
+            .where(where)
             .order_by(VerdictRow.recorded_at.desc(), VerdictRow.seq.desc())
         )
         with self._errors("cannot read"), Session(self._engine) as session:
