@@ -27,7 +27,7 @@ from modelward.service.schemas import Health, ModelDetail, ModelList, Scan, Scan
 from modelward.service.uploads import received_upload, too_large
 
 if TYPE_CHECKING:
-    from modelward.store import ModelSummary, ResultStore, StoredScan, Verdict
+    from modelward.store import ModelSummary, ResultStore, StoredScan
 
 router = APIRouter()
 log = logging.getLogger("modelward.service")
@@ -222,7 +222,7 @@ def get_model(
         "sha256": digest,
         "latest": scan_body(request, scans[0]) if scans else None,
         "scans": [_scan_event(request, s) for s in scans],
-        "verdicts": [_verdict(v) for v in verdicts],
+        "verdicts": [v.to_dict() for v in verdicts],
     }
 
 
@@ -271,16 +271,6 @@ def _links(request: Request, scan_id: str | None, digest: str) -> dict[str, str]
     return links
 
 
-def _verdict(verdict: Verdict) -> dict[str, Any]:
-    return {
-        "kind": verdict.kind,
-        "passed": verdict.passed,
-        "detail": verdict.detail,
-        "path": verdict.path,
-        "recorded_at": verdict.recorded_at.isoformat(),
-    }
-
-
 def _model_summary(request: Request, model: ModelSummary) -> dict[str, Any]:
     return {
         "sha256": model.sha256,
@@ -289,7 +279,7 @@ def _model_summary(request: Request, model: ModelSummary) -> dict[str, Any]:
         "max_severity": model.max_severity.label if model.max_severity is not None else None,
         "last_scanned": model.last_scanned.isoformat(),
         "scans": model.scans,
-        "signature": _verdict(model.signature) if model.signature else None,
-        "lock": _verdict(model.lock) if model.lock else None,
+        "signature": model.signature.to_dict() if model.signature else None,
+        "lock": model.lock.to_dict() if model.lock else None,
         "links": _links(request, None, model.sha256),
     }
