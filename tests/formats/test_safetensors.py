@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import modelward
-from fixtures.fuzzing import assert_never_crashes, scan_bytes
+from fixtures.fuzzing import assert_never_crashes, mutated, scan_bytes
 from fixtures.safetensors_files import HOSTILE, benign_numpy, benign_torch, huge_header_length
 from modelward.config import Limits, ScanConfig
 from modelward.findings import Severity
@@ -98,8 +98,4 @@ def test_fuzz_random_headers_never_crash(data: bytes) -> None:
     st.integers(1, len(_VALID)),
 )
 def test_fuzz_mutated_files_never_crash(edits: list[tuple[int, int]], keep: int) -> None:
-    data = bytearray(_VALID[:keep])
-    for position, value in edits:
-        if position < len(data):
-            data[position] = value
-    assert_never_crashes(scan_bytes(bytes(data), ".safetensors"))
+    assert_never_crashes(scan_bytes(mutated(_VALID, edits, keep), ".safetensors"))
