@@ -20,6 +20,7 @@ from modelward.formats import (
     pytorch,
     safetensors,
     savedmodel,
+    sevenzip,
     torchscript,
     zip,
 )
@@ -52,6 +53,7 @@ SCANNERS: list[FormatScanner] = [
     archive.GZIP,
     archive.BZIP2,
     archive.XZ,
+    sevenzip.SEVEN_ZIP,
     # Raw pickle after the formats that embed pickles (NumPy, joblib, PyTorch).
     pickle.PICKLE,
     # By name as well as bytes (source has no magic), so after every content match.
