@@ -5,6 +5,7 @@ A config file is TOML, either a standalone file given with `--config` or the
 
     [scan]
     allow_globals = ["mypkg.layers.MyBlock"]     # exact module.qualname pairs
+    strict = true                                # every name no list vouches for fails
 
     [scan.limits]
     max_decompressed_bytes = 1073741824
@@ -65,6 +66,10 @@ class ScanConfig:
     limits: Limits = field(default_factory=Limits)
     #: Extra `module.qualname` globals the user declares safe (exact pairs only).
     allow_globals: frozenset[str] = frozenset()
+    #: Fail closed: a pickle name that neither the lists nor the knowledge base vouch for is
+    #: at least MEDIUM, however it is used (without it: INFO when only referenced, LOW when
+    #: constructed, HIGH when called).
+    strict: bool = False
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any], source: str = "config") -> ScanConfig:
@@ -72,7 +77,10 @@ class ScanConfig:
         reject_unknown_keys(data, TOP_LEVEL_TABLES, source)
         if not isinstance(scan, dict):
             raise ConfigError(f"{source}: [scan] must be a table")
-        reject_unknown_keys(scan, {"allow_globals", "limits"}, f"{source} [scan]")
+        reject_unknown_keys(scan, {"allow_globals", "limits", "strict"}, f"{source} [scan]")
+        strict = scan.get("strict", False)
+        if not isinstance(strict, bool):
+            raise ConfigError(f"{source}: scan.strict must be true or false")
         allow = scan.get("allow_globals", [])
         if not isinstance(allow, list) or not all(isinstance(g, str) for g in allow):
             raise ConfigError(f"{source}: scan.allow_globals must be a list of strings")
@@ -91,7 +99,7 @@ class ScanConfig:
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ConfigError(f"{source}: scan.limits.{key} must be a positive number")
             limit_values[key] = value
-        return cls(limits=Limits(**limit_values), allow_globals=frozenset(allow))
+        return cls(limits=Limits(**limit_values), allow_globals=frozenset(allow), strict=strict)
 
     @classmethod
     def from_file(cls, path: Path) -> ScanConfig:
@@ -103,7 +111,12 @@ class ScanConfig:
         The results store keys cached results by it: another allow-list or other limits
         re-scan instead of reusing a result made under different settings.
         """
-        doc = {"allow_globals": sorted(self.allow_globals), "limits": asdict(self.limits)}
+        doc: dict[str, object] = {
+            "allow_globals": sorted(self.allow_globals),
+            "limits": asdict(self.limits),
+        }
+        if self.strict:  # only when set, so existing digests (and stored results) stay valid
+            doc["strict"] = True
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 

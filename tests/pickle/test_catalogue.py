@@ -17,6 +17,7 @@ from fixtures.pickles import (
     sklearn_pickles,
     torch_data_pkls,
 )
+from modelward.config import ScanConfig
 from modelward.findings import ATLAS_MODEL_SUPPLY_CHAIN, Severity
 
 EXPECTED_EVIDENCE = {
@@ -26,12 +27,12 @@ EXPECTED_EVIDENCE = {
     "memo-stack-global": "os.system called with ('true',)",
     "inst": "os.system called with ('true',)",
     "obj": "os.system called with ('true',)",
-    "newobj": "subprocess.Popen called",
-    "newobj-ex": "subprocess.Popen called",
+    "newobj": "subprocess.Popen constructed",
+    "newobj-ex": "subprocess.Popen constructed",
     "unknown-callable": "mytools.shell.run called with ('true',)",
     "collect-env-run": "torch.utils.collect_env.run called",
-    "functools-partial": "functools.partial called",
-    "operator-methodcaller": "operator.methodcaller called with ('system', 'true')",
+    "functools-partial": "posix.system called",
+    "operator-methodcaller": "operator.methodcaller('system') built, not called",
     "nested-pickle-loads": "_pickle.loads called",
     "nested-in-state-dict": "posix.system called with ('true',)",
 }
@@ -119,22 +120,32 @@ def test_torch_checkpoints_are_allowed() -> None:
 
 
 class CustomLayer:
-    """A user class: unknown to the allow-list, so instances are reported, not passed."""
+    """A user class the lists and the knowledge base do not know: constructing it runs its
+    own `__new__` and BUILD its `__setstate__` (LOW, named), never arguments the file chose."""
 
     def __init__(self) -> None:
         self.width = 3
 
 
 @pytest.mark.parametrize("protocol", range(6))
-def test_custom_class_instance_is_an_unknown_call(protocol: int) -> None:
+def test_custom_class_instance_is_an_unknown_construction(protocol: int) -> None:
     findings = scan_bytes(pickle.dumps(CustomLayer(), protocol=protocol))[1]
     [finding] = [f for f in findings if f.severity > Severity.INFO]
-    assert (finding.rule_id, finding.severity) == ("MW-PICKLE-UNKNOWN-GLOBAL", Severity.HIGH)
-    assert finding.evidence is not None
-    assert finding.evidence.startswith(f"{__name__}.CustomLayer called")
+    assert (finding.rule_id, finding.severity) == ("MW-PICKLE-UNKNOWN-GLOBAL", Severity.LOW)
+    assert finding.evidence == f"{__name__}.CustomLayer constructed, state set"
+    assert "CustomLayer" in finding.message and "__new__" in finding.message
+
+
+@pytest.mark.parametrize("protocol", range(6))
+def test_strict_mode_fails_closed_on_unknown_classes(protocol: int) -> None:
+    data = pickle.dumps(CustomLayer(), protocol=protocol)
+    findings = scan_bytes(data, config=ScanConfig(strict=True))[1]
+    [finding] = [f for f in findings if f.severity > Severity.INFO]
+    assert (finding.rule_id, finding.severity) == ("MW-PICKLE-UNKNOWN-GLOBAL", Severity.MEDIUM)
 
 
 def test_main_module_is_unknown_not_dunder() -> None:
     data = b"\x80\x02c__main__\nNet\n)\x81."
     [finding] = scan_bytes(data)[1]
-    assert (finding.rule_id, finding.severity) == ("MW-PICKLE-UNKNOWN-GLOBAL", Severity.HIGH)
+    assert (finding.rule_id, finding.severity) == ("MW-PICKLE-UNKNOWN-GLOBAL", Severity.LOW)
+    assert finding.evidence == "__main__.Net constructed"

@@ -148,11 +148,19 @@ def test_allowed_global_is_exact_not_a_prefix() -> None:
     assert (finding.rule_id, finding.severity) == ("MW-PICKLE-UNKNOWN-GLOBAL", Severity.HIGH)
 
 
-def test_referenced_unknown_is_medium_called_is_high() -> None:
+def test_referenced_unknown_is_info_called_is_high() -> None:
     referenced = b"\x80\x04" + b"\x8c\x05mypkg\x8c\x05Thing\x93."
     [finding] = scan_bytes(referenced)[1]
-    assert (finding.rule_id, finding.severity) == ("MW-PICKLE-UNKNOWN-GLOBAL", Severity.MEDIUM)
+    assert (finding.rule_id, finding.severity) == ("MW-PICKLE-UNKNOWN-GLOBAL", Severity.INFO)
     assert finding.evidence == "mypkg.Thing referenced only"
+    called = referenced[:-1] + b")R."
+    [finding] = scan_bytes(called)[1]
+    assert (finding.rule_id, finding.severity) == ("MW-PICKLE-UNKNOWN-GLOBAL", Severity.HIGH)
+    assert finding.evidence == "mypkg.Thing called with ()"
+    strict = scan_bytes(referenced, config=ScanConfig(strict=True))[1]
+    assert [(f.rule_id, f.severity) for f in strict] == [
+        ("MW-PICKLE-UNKNOWN-GLOBAL", Severity.MEDIUM)
+    ]
 
 
 def test_canary_is_never_created(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -93,8 +93,13 @@ def test_torchscript_list_builder_in_a_plain_pickle_is_allowed() -> None:
     ],
 )
 def test_pickle_module_evasions_stay_dangerous(module: str, name: str) -> None:
-    data = proto(4) + stack_global(module, name) + STOP
-    findings = scan_bytes(data)[1]
+    referenced = proto(4) + stack_global(module, name) + STOP
+    findings = scan_bytes(referenced)[1]
+    assert [(f.rule_id, f.severity) for f in findings] == [
+        ("MW-PICKLE-DANGEROUS-REFERENCE", Severity.HIGH)
+    ], [(f.rule_id, f.evidence) for f in findings]
+    called = proto(4) + stack_global(module, name) + b"\x8c\x01x\x85R" + STOP
+    findings = scan_bytes(called)[1]
     assert any(
         f.rule_id == "MW-PICKLE-DANGEROUS-GLOBAL" and f.severity is Severity.CRITICAL
         for f in findings

@@ -9,6 +9,7 @@ Heavy modules (the scanners, `rich`) are imported inside `run` so that
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -53,6 +54,7 @@ CONFIG_HELP = """\
 config file (--config FILE; TOML; a pyproject.toml is read from its [tool.modelward] table):
   [scan]
   allow_globals = ["mypkg.layers.MyBlock"]  # exact module.qualname pairs trusted in pickles
+  strict = false                            # true: as --strict
   [scan.limits]                             # any of these (defaults shown), positive numbers
 {limits}
   Unknown keys are errors. No config file is read unless --config is given.
@@ -111,6 +113,13 @@ def register(subparsers: Any) -> None:
         type=Path,
         metavar="FILE",
         help="TOML config (allow-list extensions, limits); see below",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail closed on pickles: every name that neither the lists nor the knowledge base"
+        " vouch for is at least medium, even when loading would only reference it"
+        " (default: info when referenced, low when constructed, high when called)",
     )
     add_store_arguments(parser, "store results in (and reuse them from)")
     parser.add_argument(
@@ -177,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     store = None
     try:
-        config = _scan_config(args.config)
+        config = _scan_config(args.config, args.strict)
         files = list(iter_files(paths))
         store = open_cli_store(args)
         with _progress(len(files)) as on_result:
@@ -215,17 +224,19 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_ERROR if report.errors else EXIT_CLEAN
 
 
-def _scan_config(path: Path | None) -> ScanConfig:
+def _scan_config(path: Path | None, strict: bool = False) -> ScanConfig:
     """The `[scan]` settings; a `[policy]` in the same file is validated as `gate` would.
 
     One modelward.toml is shared by `scan` and `gate`, so a broken policy is reported
-    by whichever runs first rather than only when the gate finally reads it.
+    by whichever runs first rather than only when the gate finally reads it. `--strict`
+    turns strict mode on whatever the file says.
     """
-    if path is None:
-        return ScanConfig()
-    from modelward.provenance.policy import ModelwardConfig
+    config = ScanConfig()
+    if path is not None:
+        from modelward.provenance.policy import ModelwardConfig
 
-    return ModelwardConfig.from_file(path).scan
+        config = ModelwardConfig.from_file(path).scan
+    return dataclasses.replace(config, strict=True) if strict else config
 
 
 def _scan_on_ray(

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from modelward.config import Limits
 from modelward.findings import Location, Severity
 from modelward.formats.base import ScanContext
-from modelward.pickle.machine import MAX_MARK_DEPTH, ImportedGlobal, SymbolicMachine
+from modelward.pickle import knowledge
+from modelward.pickle.knowledge import Outcome, Use
+from modelward.pickle.machine import MAX_MARK_DEPTH, ImportedGlobal, PickleMachine
 from modelward.pickle.policy import GlobalPolicy, Verdict, default_policy, dunder_parts
 from modelward.pickle.walker import ByteSource, PickleDamage, iter_opcodes
 
@@ -37,7 +39,7 @@ def analyse_stream(source: ByteSource, location: Location, ctx: ScanContext) -> 
     ends the walk (the `ScanAborted` then propagates).
     """
     policy = default_policy().with_allowed(ctx.config.allow_globals)
-    machine = SymbolicMachine(policy, ctx.config.limits.max_pickle_bytes)
+    machine = PickleMachine(policy, ctx.config.limits.max_pickle_bytes)
     start = source.offset
     count = 0
     damage: PickleDamage | None = None
@@ -48,7 +50,7 @@ def analyse_stream(source: ByteSource, location: Location, ctx: ScanContext) -> 
     except PickleDamage as exc:
         damage = exc
     finally:
-        _report(machine, policy, ctx, location, frozenset(ctx.config.allow_globals))
+        _report(machine, policy, ctx, location)
     if damage is not None:
         what = "hit a scan limit" if damage.rule_id == "MW-PICKLE-LIMIT" else "is malformed"
         ctx.report(
@@ -69,7 +71,7 @@ def parses_cleanly(head: bytes, min_opcodes: int) -> bool:
     """
     limits = Limits()
     source = ByteSource(io.BytesIO(head), _no_deadline, limits)
-    machine = SymbolicMachine(default_policy(), limits.max_pickle_bytes)
+    machine = PickleMachine(default_policy(), limits.max_pickle_bytes)
     count = 0
     try:
         for offset, opcode, arg in iter_opcodes(source, limits, _no_deadline):
@@ -83,14 +85,10 @@ def parses_cleanly(head: bytes, min_opcodes: int) -> bool:
 
 
 def _report(
-    machine: SymbolicMachine,
-    policy: GlobalPolicy,
-    ctx: ScanContext,
-    location: Location,
-    user_allowed: frozenset[str],
+    machine: PickleMachine, policy: GlobalPolicy, ctx: ScanContext, location: Location
 ) -> None:
     for imported in machine.imports:
-        _report_import(imported, policy, ctx, location, user_allowed)
+        _report_import(imported, policy, ctx, location)
     for write in machine.writes:
         ctx.report(
             "MW-PICKLE-DUNDER",
@@ -101,6 +99,27 @@ def _report(
             " objects; do not load this file",
             evidence=f"{write.target} <- {', '.join(write.keys)}",
         )
+    for hidden in machine.unresolved:
+        ctx.report(
+            "MW-PICKLE-HIDDEN-CALL",
+            Severity.CRITICAL if hidden.wrapper else Severity.HIGH,
+            location.at(hidden.offset),
+            f"pickle {hidden.what}: what loading calls here cannot be known before it runs;"
+            " do not load this file",
+            evidence=hidden.what,
+        )
+    for getter in machine.methodcallers:
+        if not getter.called:
+            method = getter.names[0] if getter.names else "<computed>"
+            ctx.report(
+                "MW-PICKLE-HIDDEN-CALL",
+                Severity.CRITICAL,
+                location.at(getter.offset),
+                f"pickle builds operator.methodcaller({method!r}, ...), which calls that method"
+                " on whatever object it is later given: the target cannot be known from the"
+                " file; do not load this file",
+                evidence=f"operator.methodcaller({method!r}) built, not called in the stream",
+            )
     if machine.too_deep_at is not None:
         ctx.report(
             "MW-PICKLE-NESTING",
@@ -112,28 +131,49 @@ def _report(
         )
 
 
+#: How each use reads in a message, and what loading runs for it.
+_USE_TEXT = {
+    Use.CALL: ("calls", "runs it with arguments the file chose"),
+    Use.CONSTRUCT: ("constructs", "runs its __new__"),
+    Use.SETSTATE: ("sets the state of an instance of", "runs its __setstate__"),
+    Use.ITEMS: ("adds items to an instance of", "runs its append/__setitem__"),
+}
+_USE_LABEL = {
+    Use.CALL: "called",
+    Use.CONSTRUCT: "constructed",
+    Use.SETSTATE: "state set",
+    Use.ITEMS: "items added",
+}
+#: Severity of an unknown name by what the stream does with it (normal, strict).
+_UNKNOWN_SEVERITY = {
+    Use.CALL: (Severity.HIGH, Severity.HIGH),
+    Use.CONSTRUCT: (Severity.LOW, Severity.MEDIUM),
+    Use.SETSTATE: (Severity.LOW, Severity.MEDIUM),
+    Use.ITEMS: (Severity.LOW, Severity.MEDIUM),
+}
+
+
 def _use(imported: ImportedGlobal) -> str:
     if imported.called:
         args = "; ".join(imported.call_args)
-        times = "" if len(imported.call_offsets) == 1 else f" {len(imported.call_offsets)} times"
-        return f"called{times} with {args}" if args else f"called{times}"
-    if imported.mutation_offsets:
-        return "mutated"
-    return "referenced only"
+        count = len(imported.uses[Use.CALL])
+        times = "" if count == 1 else f" {count} times"
+        text = f"called{times} with {args}" if args else f"called{times}"
+    elif imported.uses:
+        text = ", ".join(_USE_LABEL[use] for use in imported.uses)
+    elif imported.mutation_offsets:
+        text = "mutated"
+    else:
+        text = "referenced only"
+    return f"{text} (via {imported.via})" if imported.via else text
 
 
 def _report_import(
-    imported: ImportedGlobal,
-    policy: GlobalPolicy,
-    ctx: ScanContext,
-    location: Location,
-    user_allowed: frozenset[str],
+    imported: ImportedGlobal, policy: GlobalPolicy, ctx: ScanContext, location: Location
 ) -> None:
     where = location.at(imported.offset)
     path = imported.path
     evidence = f"{path} {_use(imported)}"
-    if imported.extension_code is not None:
-        evidence = f"{imported.opcode} code {imported.extension_code} {_use(imported)}"
     if imported.extension_code is not None:
         ctx.report(
             "MW-PICKLE-EXTENSION",
@@ -142,7 +182,7 @@ def _report_import(
             f"{imported.opcode} imports extension code {imported.extension_code}: the loading"
             " process's copyreg registry decides what is imported, so it cannot be vetted;"
             " do not load this file unless you know who registered that code",
-            evidence=evidence,
+            evidence=f"{imported.opcode} code {imported.extension_code} {_use(imported)}",
         )
     elif imported.dynamic:
         ctx.report(
@@ -154,7 +194,7 @@ def _report_import(
             evidence=evidence,
         )
     else:
-        _report_verdict(imported, policy.verdict(path), where, evidence, ctx, user_allowed)
+        _report_verdict(imported, policy, where, evidence, ctx)
         dunders = dunder_parts(imported.module, imported.name)
         if dunders:
             ctx.report(
@@ -171,38 +211,16 @@ def _report_import(
 
 def _report_verdict(
     imported: ImportedGlobal,
-    verdict: Verdict,
+    policy: GlobalPolicy,
     where: Location,
     evidence: str,
     ctx: ScanContext,
-    user_allowed: frozenset[str],
 ) -> None:
     path = imported.path
+    user_allowed = ctx.config.allow_globals
+    verdict = policy.verdict(path)
     if verdict is Verdict.DENIED:
-        note = (
-            " (it is in your allow_globals, but the deny-list always wins)"
-            if path in user_allowed
-            else ""
-        )
-        ctx.report(
-            "MW-PICKLE-DANGEROUS-GLOBAL",
-            Severity.CRITICAL,
-            where,
-            f"pickle imports {path}, which can execute code or reach the system when the file"
-            f" is loaded{note}; do not load this file",
-            evidence=evidence,
-        )
-    elif verdict is Verdict.UNKNOWN:
-        called = imported.called
-        ctx.report(
-            "MW-PICKLE-UNKNOWN-GLOBAL",
-            Severity.HIGH if called else Severity.MEDIUM,
-            where,
-            f"pickle {'calls' if called else 'references'} {path}, which is on neither the"
-            " allow- nor the deny-list; review it, and if it is safe add the exact name to"
-            " allow_globals in your modelward config",
-            evidence=evidence,
-        )
+        _report_denied(imported, where, evidence, ctx)
     elif path in user_allowed:
         ctx.report(
             "MW-PICKLE-ALLOWED-BY-CONFIG",
@@ -211,15 +229,99 @@ def _report_verdict(
             f"{path} is accepted because your allow_globals lists it",
             evidence=evidence,
         )
+    elif verdict is Verdict.UNKNOWN:
+        _report_by_knowledge(imported, where, evidence, ctx)
+
+
+def _report_denied(
+    imported: ImportedGlobal, where: Location, evidence: str, ctx: ScanContext
+) -> None:
+    path = imported.path
+    note = (
+        " (it is in your allow_globals, but the deny-list always wins)"
+        if path in ctx.config.allow_globals
+        else ""
+    )
+    if imported.uses:
+        ctx.report(
+            "MW-PICKLE-DANGEROUS-GLOBAL",
+            Severity.CRITICAL,
+            where,
+            f"pickle imports {path}, which can execute code or reach the system when the file"
+            f" is loaded{note}; do not load this file",
+            evidence=evidence,
+        )
+    else:
+        ctx.report(
+            "MW-PICKLE-DANGEROUS-REFERENCE",
+            Severity.HIGH,
+            where,
+            f"pickle stores a reference to {path}, which can execute code or reach the"
+            f" system{note}; loading does not call it, but code that uses the loaded object"
+            " may; do not use this file unless you know why it holds that",
+            evidence=evidence,
+        )
+
+
+def _report_by_knowledge(
+    imported: ImportedGlobal, where: Location, evidence: str, ctx: ScanContext
+) -> None:
+    """Judge each use of a name the lists do not cover by what the knowledge base says it runs."""
+    path = imported.path
+    known = knowledge.lookup(imported.module, imported.name)
+    strict = ctx.config.strict
+    worst: tuple[Severity, Use] | None = None
+    for use in imported.uses:
+        judgement = known.judge(use) if known is not None else None
+        if judgement is not None and judgement.outcome is Outcome.SINK:
+            verb, runs = _USE_TEXT[use]
+            ctx.report(
+                "MW-PICKLE-DANGEROUS-GLOBAL",
+                Severity.CRITICAL,
+                where,
+                f"pickle {verb} {path}, which {runs} and so reaches {judgement.sink} when the"
+                " file is loaded; do not load this file",
+                evidence=evidence,
+            )
+            return
+        if judgement is not None and judgement.outcome is not Outcome.UNKNOWN:
+            continue  # safe, or a use that does not apply to this kind of name
+        if known is not None and known.kind == "function" and use in (Use.SETSTATE, Use.ITEMS):
+            continue  # the state of what a function returned: its call verdict covers it
+        severity = _UNKNOWN_SEVERITY[use][strict]
+        if worst is None or severity > worst[0]:
+            worst = (severity, use)
+    if worst is not None:
+        severity, use = worst
+        verb, runs = _USE_TEXT[use]
+        ctx.report(
+            "MW-PICKLE-UNKNOWN-GLOBAL",
+            severity,
+            where,
+            f"pickle {verb} {path}, which loading {runs.replace('runs', 'would run')}; it is on"
+            " no list and the knowledge base cannot vouch for that code; review it, and if it is"
+            " safe add the exact name to allow_globals in your modelward config",
+            evidence=evidence,
+        )
+    elif not imported.uses and known is None:
+        ctx.report(
+            "MW-PICKLE-UNKNOWN-GLOBAL",
+            Severity.MEDIUM if strict else Severity.INFO,
+            where,
+            f"pickle references {path} without calling or constructing it, so loading runs"
+            " none of its code; it is on no list",
+            evidence=evidence,
+        )
 
 
 def _report_mutation(imported: ImportedGlobal, where: Location, ctx: ScanContext) -> None:
     if not imported.mutation_offsets:
         return
     first = imported.mutation_offsets[0]
-    called_after = [o for o in imported.call_offsets if o > first]
+    called_after = [o for o in imported.uses.get(Use.CALL, []) if o > first]
+    called_after += [o for o in imported.uses.get(Use.CONSTRUCT, []) if o > first]
     severity = Severity.CRITICAL if called_after else Severity.HIGH
-    then = f" and then calls it at offset {called_after[0]}" if called_after else ""
+    then = f" and then uses it at offset {min(called_after)}" if called_after else ""
     ctx.report(
         "MW-PICKLE-GLOBAL-MUTATION",
         severity,
@@ -227,5 +329,5 @@ def _report_mutation(imported: ImportedGlobal, where: Location, ctx: ScanContext
         f"pickle changes the imported class or module {imported.path} (BUILD/SETITEM at"
         f" offset {first}){then}: a loader would patch live code; do not load this file",
         evidence=f"{imported.path} mutated at offset {first}"
-        + (f", called at offset {called_after[0]}" if called_after else ""),
+        + (f", used at offset {min(called_after)}" if called_after else ""),
     )

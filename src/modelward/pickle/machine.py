@@ -1,11 +1,24 @@
-"""A symbolic unpickler: runs the opcodes against a stack of descriptions, never objects.
+"""The one symbolic unpickler: runs opcodes against descriptions of values, never objects.
 
-Each import (GLOBAL, STACK_GLOBAL, INST, EXT*) becomes an `ImportedGlobal`
-that records what the stream does with it: call it (REDUCE, NEWOBJ, OBJ,
-INST, or via a trampoline such as `copyreg._reconstructor`), mutate it
-(BUILD or SETITEM on the imported object), or only reference it. BUILD state
-keys that are dunders are recorded as `AttributeWrite`s. Whatever a real
-loader would reject (stack underflow, missing memo key) is `PickleDamage`.
+Every reader of pickles in modelward runs this machine: the scanner (what loading would
+import and run), joblib's layout pass (where the raw array bytes are) and the diff's
+checkpoint reader (which tensors a state dict holds). They differ only in their `Hooks`:
+what a persistent id becomes, what a call returns, what to note on a BUILD.
+
+Each import (GLOBAL, STACK_GLOBAL, INST, EXT*) becomes an `ImportedGlobal` that records
+what the stream does with it, because that decides what code loading runs:
+
+- referenced only (stored as a value): nothing runs;
+- CONSTRUCT (NEWOBJ, `copyreg.__newobj__`, `copyreg._reconstructor`): `cls.__new__`;
+- CALL (REDUCE, INST, OBJ, or handed to something that calls it later): its body;
+- SETSTATE (BUILD on an instance of it): `__setstate__`, or a `__dict__` update;
+- ITEMS (APPEND(S)/SETITEM(S)/ADDITEMS on an instance): `append`/`__setitem__`/...
+
+Wrappers (`getattr`, `functools.partial`, `operator.attrgetter`/`methodcaller`/`itemgetter`,
+`operator.getitem`, `type`) are resolved to what they wrap when their arguments are
+constants: `getattr(numpy, 'load')` becomes an import of `numpy.load`. A wrapper whose target
+cannot be resolved is an `Unresolved` record. Whatever a real loader would reject (stack
+underflow, a missing memo key) is `PickleDamage`.
 """
 
 from __future__ import annotations
@@ -14,8 +27,9 @@ import _compat_pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from modelward.pickle.knowledge import Use
 from modelward.pickle.opcodes import HIGHEST_PROTOCOL, Opcode
-from modelward.pickle.policy import DUNDER, GlobalPolicy
+from modelward.pickle.policy import DUNDER, GlobalPolicy, Role
 from modelward.pickle.walker import ArgValue, PickleDamage, Skipped
 
 #: MARKs open at once beyond which the stream is reported (real pickles nest far less).
@@ -27,6 +41,9 @@ SLOT_COST = 64
 MARK_COST = 128
 #: Calls of one import whose arguments are kept for evidence.
 KEPT_CALLS = 3
+#: Dunder attributes a BUILD may set to a constant string without alarm (statsmodels sets
+#: `__doc__`); anything else reaching a dunder stays critical.
+ORDINARY_DUNDER_STATE = frozenset({"__doc__", "__module__", "__name__", "__qualname__"})
 
 
 class Value:
@@ -51,6 +68,12 @@ class Opaque(Value):
         self.label = label
 
 
+class Hidden(Opaque):
+    """The result of a call whose target is already recorded as `Unresolved`."""
+
+    __slots__ = ()
+
+
 class TupleValue(Value):
     __slots__ = ("items",)
 
@@ -59,7 +82,10 @@ class TupleValue(Value):
 
 
 class ListValue(Value):
-    __slots__ = ()
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[Value] | None = None) -> None:
+        self.items: list[Value] = items if items is not None else []
 
 
 class SetValue(Value):
@@ -67,25 +93,24 @@ class SetValue(Value):
 
 
 class DictValue(Value):
-    """A dict; only its dunder string keys are kept (they matter as BUILD state)."""
+    """A dict; its pairs are kept (each value was charged when it was pushed)."""
 
-    __slots__ = ("dunder_keys",)
+    __slots__ = ("pairs",)
 
     def __init__(self) -> None:
-        self.dunder_keys: list[str] = []
+        self.pairs: list[tuple[Value, Value]] = []
 
-
-class CallResult(Value):
-    __slots__ = ("args", "func")
-
-    def __init__(self, func: Value, args: Value) -> None:
-        self.func = func
-        self.args = args
+    def get(self, key: str) -> Value | None:
+        """The last value set under the constant string `key`."""
+        for k, v in reversed(self.pairs):
+            if isinstance(k, Const) and k.value == key:
+                return v
+        return None
 
 
 @dataclass(eq=False)
 class ImportedGlobal(Value):
-    """One import site in the stream and what the stream does with what it imports."""
+    """One import site (or a name a wrapper resolved to) and what the stream does with it."""
 
     module: str
     name: str
@@ -95,7 +120,9 @@ class ImportedGlobal(Value):
     dynamic: bool = False
     #: EXT1/2/4 code: resolved by the loading process's copyreg registry, not by the stream.
     extension_code: int | None = None
-    call_offsets: list[int] = field(default_factory=list)
+    #: How a wrapper reached this name (`getattr(numpy, 'load')`); None for a plain import.
+    via: str | None = None
+    uses: dict[Use, list[int]] = field(default_factory=dict)
     call_args: list[str] = field(default_factory=list)
     mutation_offsets: list[int] = field(default_factory=list)
 
@@ -105,7 +132,43 @@ class ImportedGlobal(Value):
 
     @property
     def called(self) -> bool:
-        return bool(self.call_offsets)
+        return Use.CALL in self.uses
+
+    def use(self, use: Use, offset: int) -> None:
+        self.uses.setdefault(use, []).append(offset)
+
+
+class Instance(Value):
+    """What a call or NEWOBJ returns; `cls` is the class whose methods BUILD and items run."""
+
+    __slots__ = ("args", "cls", "func", "items", "pairs", "state")
+
+    def __init__(self, func: Value, args: Value, cls: ImportedGlobal | None) -> None:
+        self.func = func
+        self.args = args
+        self.cls = cls
+        self.state: Value | None = None
+        self.items: list[Value] = []
+        self.pairs: list[tuple[Value, Value]] = []
+
+
+class Wrapped(Value):
+    """A callable built by a wrapper: calling it calls `target` (partial) or resolves a getter.
+
+    `kind` is `partial`, `attrgetter`, `methodcaller` or `itemgetter`; `names` are the
+    getter's constant operands (None when they are not constants).
+    """
+
+    __slots__ = ("called", "kind", "names", "offset", "target")
+
+    def __init__(
+        self, kind: str, target: Value | None, names: list[str] | None, offset: int
+    ) -> None:
+        self.kind = kind
+        self.target = target
+        self.names = names
+        self.offset = offset
+        self.called = False
 
 
 @dataclass(frozen=True)
@@ -118,12 +181,49 @@ class AttributeWrite:
     target: str
 
 
-class SymbolicMachine:
-    """Feed it opcodes in order; read `imports`, `writes` and `protocol` afterwards."""
+@dataclass(frozen=True)
+class Unresolved:
+    """A call whose target the stream hides: a wrapper with computed operands, a computed callee."""
 
-    def __init__(self, policy: GlobalPolicy, max_bytes: int) -> None:
+    offset: int
+    what: str
+    #: CRITICAL when a wrapper hides its target (the classic road to `eval`), HIGH otherwise.
+    wrapper: bool
+
+
+class Hooks:
+    """What a reader adds to the machine; the defaults are the scanner's (nothing)."""
+
+    def persistent(self, machine: PickleMachine, pid: Value, offset: int) -> Value:
+        """torch's legacy loader resolves `('module', cls, file, source)` to `cls` itself."""
+        if isinstance(pid, TupleValue) and len(pid.items) >= 2:
+            kind, cls = pid.items[0], pid.items[1]
+            if (
+                isinstance(kind, Const)
+                and kind.value == "module"
+                and isinstance(cls, ImportedGlobal)
+            ):
+                return cls
+        return Opaque("<persistent id>")
+
+    def called(self, func: Value, args: Value, result: Value, offset: int) -> Value:
+        """The value a call leaves on the stack (`result` unless the reader models it)."""
+        return result
+
+    def built(self, target: Value, state: Value, offset: int) -> None:
+        """A BUILD applied `state` to `target` (already recorded on an `Instance`)."""
+
+
+_NO_HOOKS = Hooks()
+
+
+class PickleMachine:
+    """Feed it opcodes in order; read `imports`, `writes`, `unresolved`, `result` afterwards."""
+
+    def __init__(self, policy: GlobalPolicy, max_bytes: int, hooks: Hooks = _NO_HOOKS) -> None:
         self._policy = policy
         self._max_bytes = max_bytes
+        self._hooks = hooks
         self._held = 0
         self.stack: list[Value] = []
         self._marks: list[list[Value]] = []
@@ -131,6 +231,9 @@ class SymbolicMachine:
         self.protocol = 0
         self.imports: list[ImportedGlobal] = []
         self.writes: list[AttributeWrite] = []
+        self.unresolved: list[Unresolved] = []
+        #: `operator.methodcaller`s built by the stream; one never called here is a loaded gun.
+        self.methodcallers: list[Wrapped] = []
         self.deepest_marks = 0
         #: Offset of the MARK that first went deeper than `MAX_MARK_DEPTH`.
         self.too_deep_at: int | None = None
@@ -139,10 +242,11 @@ class SymbolicMachine:
     # -- stack helpers -------------------------------------------------------------
 
     def _push(self, value: Value, offset: int) -> None:
-        self._charge(SLOT_COST, offset)
+        self.charge(SLOT_COST, offset)
         self.stack.append(value)
 
-    def _charge(self, cost: int, offset: int) -> None:
+    def charge(self, cost: int, offset: int) -> None:
+        """Account for `cost` more bytes held; past `max_pickle_bytes` the walk stops."""
         self._held += cost
         if self._held > self._max_bytes:
             raise PickleDamage(
@@ -179,12 +283,12 @@ class SymbolicMachine:
             self._push(Opaque(f"<{arg.length} bytes of {arg.kind}>"), offset)
         else:
             # Every remaining opcode pushes its (constant) argument.
-            if isinstance(arg, str):
-                self._charge(len(arg), offset)
+            if isinstance(arg, str | bytes):
+                self.charge(len(arg), offset)
             self._push(Const(arg), offset)
 
     def _mark(self, offset: int, opcode: Opcode, arg: ArgValue) -> None:
-        self._charge(MARK_COST, offset)
+        self.charge(MARK_COST, offset)
         self._marks.append(self.stack)
         self.stack = []
         self.deepest_marks = max(self.deepest_marks, len(self._marks))
@@ -213,9 +317,8 @@ class SymbolicMachine:
         self.protocol = arg
 
     def _persid(self, offset: int, opcode: Opcode, arg: ArgValue) -> None:
-        if opcode.name == "BINPERSID":
-            self._pop(offset, opcode)
-        self._push(Opaque("<persistent id>"), offset)
+        pid = self._pop(offset, opcode) if opcode.name == "BINPERSID" else Const(arg)
+        self._push(self._hooks.persistent(self, pid, offset), offset)
 
     def _next_buffer(self, offset: int, opcode: Opcode, arg: ArgValue) -> None:
         self._push(Opaque("<out-of-band buffer>"), offset)
@@ -223,36 +326,36 @@ class SymbolicMachine:
     def _readonly_buffer(self, offset: int, opcode: Opcode, arg: ArgValue) -> None:
         self._top(offset, opcode)
 
-    # -- imports and calls -------------------------------------------------------------
+    # -- imports -------------------------------------------------------------------------
 
-    def _import(self, module: str, name: str, offset: int, opcode: Opcode) -> ImportedGlobal:
-        if self.protocol < 3:
+    def _import(self, module: str, name: str, offset: int, opcode: str) -> ImportedGlobal:
+        if self.protocol < 3 and opcode in ("GLOBAL", "INST", "STACK_GLOBAL"):
             # What Unpickler(fix_imports=True) does for Python 2 names.
             if (module, name) in _compat_pickle.NAME_MAPPING:
                 module, name = _compat_pickle.NAME_MAPPING[(module, name)]
             elif module in _compat_pickle.IMPORT_MAPPING:
                 module = _compat_pickle.IMPORT_MAPPING[module]
-        imported = ImportedGlobal(module, name, offset, opcode.name)
-        self._charge(len(module) + len(name) + SLOT_COST, offset)
+        imported = ImportedGlobal(module, name, offset, opcode)
+        self.charge(len(module) + len(name) + SLOT_COST, offset)
         self.imports.append(imported)
         return imported
 
     def _global(self, offset: int, opcode: Opcode, arg: ArgValue) -> None:
         assert isinstance(arg, tuple)
-        self._push(self._import(arg[0], arg[1], offset, opcode), offset)
+        self._push(self._import(arg[0], arg[1], offset, opcode.name), offset)
 
     def _stack_global(self, offset: int, opcode: Opcode, arg: ArgValue) -> None:
         name = self._pop(offset, opcode)
         module = self._pop(offset, opcode)
         operands = (module, name)
         if all(isinstance(v, Const) and isinstance(v.value, str) for v in operands):
-            imported = self._import(_text(module), _text(name), offset, opcode)
+            imported = self._import(_text(module), _text(name), offset, opcode.name)
         elif any(isinstance(v, Const) and not isinstance(v.value, str) for v in operands):
             raise PickleDamage(
                 offset, "STACK_GLOBAL operands are not strings (a loader rejects this)"
             )
         else:
-            imported = self._import(describe(module), describe(name), offset, opcode)
+            imported = self._import(describe(module), describe(name), offset, opcode.name)
             imported.dynamic = True
         self._push(imported, offset)
 
@@ -260,21 +363,142 @@ class SymbolicMachine:
         assert isinstance(arg, int)
         if arg <= 0:
             raise PickleDamage(offset, f"{opcode.name} code {arg} is not positive")
-        imported = self._import("<extension registry>", f"code {arg}", offset, opcode)
+        imported = self._import("<extension registry>", f"code {arg}", offset, opcode.name)
         imported.extension_code = arg
         self._push(imported, offset)
 
-    def _call(self, func: Value, args: Value, offset: int) -> CallResult:
-        """Record that `func(*args)` runs at `offset`; follow trampolines to their arguments."""
-        if isinstance(func, ImportedGlobal):
-            func.call_offsets.append(offset)
-            if len(func.call_args) < KEPT_CALLS:
-                func.call_args.append(describe(args))
-            if self._policy.is_trampoline(func.path) and isinstance(args, TupleValue):
-                for item in args.items:
-                    if isinstance(item, ImportedGlobal):
-                        self._call(item, Opaque("<arguments chosen by a trampoline>"), offset)
-        return CallResult(func, args)
+    def _attribute(self, owner: Value, attr: str, offset: int, via: str) -> Value:
+        """`owner.attr` as a name of its own, when `owner` is an import or an instance of one."""
+        base: tuple[str, str] | None = None
+        if isinstance(owner, Instance):
+            owner = owner.cls if owner.cls is not None else owner
+        if isinstance(owner, ImportedGlobal) and not owner.dynamic and owner.extension_code is None:
+            base = (owner.module, owner.name)
+        elif isinstance(owner, Const) and owner.value is not None:
+            base = ("builtins", type(owner.value).__name__)
+        if base is None:
+            self.unresolved.append(
+                Unresolved(offset, f"{via} on {describe(owner)}, which cannot be resolved", True)
+            )
+            return Hidden(f"<{via}>")
+        resolved = self._import(base[0], f"{base[1]}.{attr}", offset, "getattr")
+        resolved.via = via
+        return resolved
+
+    # -- calls -----------------------------------------------------------------------------
+
+    def _call(self, func: Value, args: Value, offset: int) -> Value:
+        """Record what `func(*args)` runs at `offset`; the value the call leaves."""
+        result = self._run_call(func, args, offset)
+        return self._hooks.called(func, args, result, offset)
+
+    def _run_call(self, func: Value, args: Value, offset: int) -> Value:
+        if isinstance(func, Wrapped):
+            return self._call_wrapped(func, args, offset)
+        if not isinstance(func, ImportedGlobal):
+            if not isinstance(func, Hidden):
+                self.unresolved.append(
+                    Unresolved(offset, f"calls {describe(func)}, a value the stream built", False)
+                )
+            return Instance(func, args, None)
+        func.use(Use.CALL, offset)
+        if len(func.call_args) < KEPT_CALLS:
+            func.call_args.append(describe(args))
+        wrapper = self._policy.wrapper(func.path)
+        if wrapper is not None and not func.dynamic:
+            return self._resolve_wrapper(wrapper, func, args, offset)
+        cls: ImportedGlobal | None = func
+        roles = self._policy.argument_roles(func.path)
+        if roles and not func.dynamic and isinstance(args, TupleValue):
+            cls = self._apply_roles(roles, args.items, offset) or func
+        return Instance(func, args, cls)
+
+    def _apply_roles(
+        self, roles: tuple[Role, ...], items: list[Value], offset: int
+    ) -> ImportedGlobal | None:
+        """A helper that constructs, calls or sets the state of its arguments (copyreg's,
+        NumPy's, torch's rebuild helpers, `defaultdict`'s factory); returns the class built."""
+        built: ImportedGlobal | None = None
+        for role, item in zip(roles, items, strict=False):
+            if role is Role.CONSTRUCT and isinstance(item, ImportedGlobal):
+                item.use(Use.CONSTRUCT, offset)
+                built = built or item
+            elif role is Role.CALL:
+                self._call(item, Opaque("<arguments chosen later>"), offset)
+            elif role is Role.SETSTATE and isinstance(item, ImportedGlobal):
+                item.use(Use.SETSTATE, offset)
+        return built
+
+    def _resolve_wrapper(
+        self, wrapper: str, func: ImportedGlobal, args: Value, offset: int
+    ) -> Value:
+        items = args.items if isinstance(args, TupleValue) else None
+        if items is None:
+            self.unresolved.append(Unresolved(offset, f"{func.path} with computed arguments", True))
+            return Hidden(f"<{func.path}>")
+        consts = _strings(items)
+        if wrapper == "getattr":
+            if len(items) < 2 or consts[1] is None:
+                self.unresolved.append(
+                    Unresolved(offset, f"{func.path}{describe(args)}: computed name", True)
+                )
+                return Hidden("<getattr>")
+            return self._attribute(items[0], consts[1], offset, f"getattr(..., {consts[1]!r})")
+        if wrapper == "getitem":
+            if len(items) == 2 and consts[1] is not None and isinstance(items[0], ImportedGlobal):
+                return self._attribute(items[0], consts[1], offset, f"[{consts[1]!r}]")
+            return Opaque("<item>")
+        if wrapper == "partial":
+            if not items:
+                self.unresolved.append(Unresolved(offset, f"{func.path}()", True))
+                return Hidden("<partial>")
+            self._call(items[0], TupleValue(items[1:]), offset)
+            return Wrapped("partial", items[0], None, offset)
+        if wrapper == "type":
+            if len(items) == 1:
+                target = items[0]
+                return (
+                    target.cls if isinstance(target, Instance) and target.cls else Opaque("<type>")
+                )
+            self.unresolved.append(
+                Unresolved(offset, f"{func.path} builds a new class{describe(args)}", True)
+            )
+            return Hidden("<new class>")
+        # attrgetter, methodcaller, itemgetter: resolved when the getter is called.
+        names: list[str] | None = [c for c in consts if c is not None]
+        if wrapper == "methodcaller":
+            names = [consts[0]] if consts and consts[0] is not None else None
+        elif wrapper == "attrgetter" and (not consts or None in consts):
+            names = None
+        getter = Wrapped(wrapper, None, names, offset)
+        if wrapper == "methodcaller":
+            self.methodcallers.append(getter)
+        return getter
+
+    def _call_wrapped(self, func: Wrapped, args: Value, offset: int) -> Value:
+        func.called = True
+        if func.kind == "partial":
+            assert func.target is not None
+            return self._call(func.target, args, offset)
+        if func.kind == "itemgetter":
+            return Opaque("<item>")
+        items = args.items if isinstance(args, TupleValue) else []
+        if func.names is None or not items:
+            self.unresolved.append(
+                Unresolved(offset, f"operator.{func.kind} with computed operands", True)
+            )
+            return Hidden(f"<{func.kind}>")
+        if func.kind == "methodcaller":
+            method = self._attribute(
+                items[0], func.names[0], offset, f"methodcaller({func.names[0]!r})"
+            )
+            return self._call(method, Opaque("<arguments of methodcaller>"), offset)
+        value: Value = Opaque("<attribute>")
+        for dotted in func.names:
+            value = items[0]
+            for attr in dotted.split("."):
+                value = self._attribute(value, attr, offset, f"attrgetter({dotted!r})")
+        return value
 
     def _reduce(self, offset: int, opcode: Opcode, arg: ArgValue) -> None:
         args = self._pop(offset, opcode)
@@ -286,7 +510,17 @@ class SymbolicMachine:
             self._pop(offset, opcode)  # kwargs
         args = self._pop(offset, opcode)
         cls = self._pop(offset, opcode)
-        self._push(self._call(cls, args, offset), offset)
+        if isinstance(cls, ImportedGlobal):
+            cls.use(Use.CONSTRUCT, offset)
+            result: Value = Instance(cls, args, cls)
+        else:
+            self.unresolved.append(
+                Unresolved(
+                    offset, f"{opcode.name} of {describe(cls)}, a value the stream built", False
+                )
+            )
+            result = Instance(cls, args, None)
+        self._push(self._hooks.called(cls, args, result, offset), offset)
 
     def _obj(self, offset: int, opcode: Opcode, arg: ArgValue) -> None:
         items = self._pop_mark(offset, opcode)
@@ -297,7 +531,7 @@ class SymbolicMachine:
     def _inst(self, offset: int, opcode: Opcode, arg: ArgValue) -> None:
         assert isinstance(arg, tuple)
         items = self._pop_mark(offset, opcode)
-        imported = self._import(arg[0], arg[1], offset, opcode)
+        imported = self._import(arg[0], arg[1], offset, opcode.name)
         self._push(self._call(imported, TupleValue(items), offset), offset)
 
     # -- containers and mutation ---------------------------------------------------------
@@ -305,23 +539,58 @@ class SymbolicMachine:
     def _build(self, offset: int, opcode: Opcode, arg: ArgValue) -> None:
         state = self._pop(offset, opcode)
         target = self._top(offset, opcode)
-        keys: list[str] = []
         parts = state.items if isinstance(state, TupleValue) else [state]
-        for part in parts:
-            if isinstance(part, DictValue):
-                keys.extend(part.dunder_keys)
-        self._mutate(target, state, keys, offset, opcode)
+        pairs = [p for part in parts if isinstance(part, DictValue) for p in part.pairs]
+        self._check_dunders(pairs, target, offset, opcode, value_matters=True)
+        if isinstance(target, ImportedGlobal):
+            if not (isinstance(state, Const) and state.value is None):
+                target.mutation_offsets.append(offset)
+        elif isinstance(target, Instance):
+            target.state = state
+            if target.cls is not None:
+                target.cls.use(Use.SETSTATE, offset)
+        elif isinstance(target, Wrapped) and target.kind == "partial":
+            self._retarget_partial(target, state, offset)
+        self._hooks.built(target, state, offset)
 
-    def _mutate(
-        self, target: Value, state: Value, dunder_keys: list[str], offset: int, opcode: Opcode
+    def _retarget_partial(self, partial: Wrapped, state: Value, offset: int) -> None:
+        """`partial.__setstate__((func, args, kwds, dict))` replaces what the partial calls."""
+        if isinstance(state, TupleValue) and state.items:
+            partial.target = state.items[0]
+            args = state.items[1] if len(state.items) > 1 else TupleValue([])
+            self._call(partial.target, args, offset)
+        else:
+            self.unresolved.append(
+                Unresolved(offset, f"functools.partial state {describe(state)}", True)
+            )
+
+    def _check_dunders(
+        self,
+        pairs: list[tuple[Value, Value]],
+        target: Value,
+        offset: int,
+        opcode: Opcode,
+        *,
+        value_matters: bool,
     ) -> None:
-        if isinstance(target, ImportedGlobal) and not (
-            isinstance(state, Const) and state.value is None
-        ):
-            target.mutation_offsets.append(offset)
-        if dunder_keys:
+        """Record dunder keys set on an object, except a constant string `__doc__` and the like."""
+        keys = []
+        for key, value in pairs:
+            if not (isinstance(key, Const) and isinstance(key.value, str)):
+                continue
+            if not DUNDER.match(key.value):
+                continue
+            ordinary = (
+                value_matters
+                and key.value in ORDINARY_DUNDER_STATE
+                and isinstance(value, Const)
+                and (value.value is None or isinstance(value.value, str))
+            )
+            if not ordinary:
+                keys.append(key.value)
+        if keys:
             self.writes.append(
-                AttributeWrite(offset, opcode.name, tuple(dunder_keys[:5]), describe(target))
+                AttributeWrite(offset, opcode.name, tuple(keys[:5]), describe(target))
             )
 
     def _setitems(self, offset: int, opcode: Opcode, arg: ArgValue) -> None:
@@ -331,11 +600,15 @@ class SymbolicMachine:
         else:
             items = self._pop_mark(offset, opcode)
         target = self._top(offset, opcode)
-        keys = _dunder_keys(items[0::2])
+        pairs = list(zip(items[0::2], items[1::2], strict=False))
         if isinstance(target, DictValue):
-            target.dunder_keys.extend(keys[: 5 - len(target.dunder_keys)])
+            target.pairs.extend(pairs)
         elif isinstance(target, ImportedGlobal):
-            self._mutate(target, TupleValue(items), keys, offset, opcode)
+            target.mutation_offsets.append(offset)
+            self._check_dunders(pairs, target, offset, opcode, value_matters=False)
+        elif isinstance(target, Instance):
+            target.pairs.extend(pairs)
+            self._items_of(target, offset)
 
     def _appends(self, offset: int, opcode: Opcode, arg: ArgValue) -> None:
         if opcode.name == "APPEND":
@@ -343,12 +616,26 @@ class SymbolicMachine:
         else:
             items = self._pop_mark(offset, opcode)
         target = self._top(offset, opcode)
-        if isinstance(target, ImportedGlobal):
-            self._mutate(target, TupleValue(items), [], offset, opcode)
+        if isinstance(target, ListValue):
+            target.items.extend(items)
+        elif isinstance(target, ImportedGlobal):
+            target.mutation_offsets.append(offset)
+        elif isinstance(target, Instance):
+            target.items.extend(items)
+            self._items_of(target, offset)
 
     def _additems(self, offset: int, opcode: Opcode, arg: ArgValue) -> None:
         self._pop_mark(offset, opcode)
-        self._top(offset, opcode)
+        target = self._top(offset, opcode)
+        if isinstance(target, Instance):
+            self._items_of(target, offset)
+        elif isinstance(target, ImportedGlobal):
+            target.mutation_offsets.append(offset)
+
+    @staticmethod
+    def _items_of(target: Instance, offset: int) -> None:
+        if target.cls is not None:
+            target.cls.use(Use.ITEMS, offset)
 
     def _from_mark(self, offset: int, opcode: Opcode, arg: ArgValue) -> None:
         items = self._pop_mark(offset, opcode)
@@ -357,9 +644,9 @@ class SymbolicMachine:
             value = TupleValue(items)
         elif opcode.name == "DICT":
             value = DictValue()
-            value.dunder_keys.extend(_dunder_keys(items[0::2])[:5])
+            value.pairs.extend(zip(items[0::2], items[1::2], strict=False))
         elif opcode.name == "LIST":
-            value = ListValue()
+            value = ListValue(items)
         else:  # FROZENSET
             value = SetValue()
         self._push(value, offset)
@@ -387,23 +674,23 @@ class SymbolicMachine:
         assert isinstance(key, int)
         if key < 0:
             raise PickleDamage(offset, f"{opcode.name} with negative memo key {key}")
-        self._charge(SLOT_COST, offset)
+        self.charge(SLOT_COST, offset)
         self._memo[key] = self._top(offset, opcode)
 
 
-_Handler = Callable[[SymbolicMachine, int, Opcode, ArgValue], None]
+_Handler = Callable[[PickleMachine, int, Opcode, ArgValue], None]
 
 
 def _pushes(make: Callable[[], Value]) -> _Handler:
     """A handler for an opcode that pushes a fresh value and reads nothing."""
 
-    def push(machine: SymbolicMachine, offset: int, opcode: Opcode, arg: ArgValue) -> None:
+    def push(machine: PickleMachine, offset: int, opcode: Opcode, arg: ArgValue) -> None:
         machine._push(make(), offset)
 
     return push
 
 
-def _ignore(machine: SymbolicMachine, offset: int, opcode: Opcode, arg: ArgValue) -> None:
+def _ignore(machine: PickleMachine, offset: int, opcode: Opcode, arg: ArgValue) -> None:
     """FRAME only announces how many bytes follow; the walker already checked it fits."""
 
 
@@ -412,12 +699,8 @@ def _text(value: Value) -> str:
     return value.value
 
 
-def _dunder_keys(keys: list[Value]) -> list[str]:
-    return [
-        k.value
-        for k in keys
-        if isinstance(k, Const) and isinstance(k.value, str) and DUNDER.match(k.value)
-    ]
+def _strings(items: list[Value]) -> list[str | None]:
+    return [i.value if isinstance(i, Const) and isinstance(i.value, str) else None for i in items]
 
 
 def describe(value: Value, depth: int = 0) -> str:
@@ -436,8 +719,10 @@ def describe(value: Value, depth: int = 0) -> str:
         more = ", ..." if len(value.items) > 6 else ""
         comma = "," if len(value.items) == 1 else ""
         return f"({inner}{comma}{more})"
-    if isinstance(value, CallResult):
+    if isinstance(value, Instance):
         return f"{describe(value.func, depth + 1)}{describe(value.args, depth + 1)}"
+    if isinstance(value, Wrapped):
+        return f"<{value.kind}>"
     if isinstance(value, ListValue):
         return "[...]"
     if isinstance(value, DictValue):
@@ -445,7 +730,7 @@ def describe(value: Value, depth: int = 0) -> str:
     return "{...}" if isinstance(value, SetValue) else "<value>"
 
 
-_M = SymbolicMachine
+_M = PickleMachine
 _HANDLERS: dict[str, _Handler] = {
     "MARK": _M._mark,
     "STOP": _M._stop,

@@ -3,6 +3,8 @@
 Deny entries are whole module trees or exact names (deny is broad); allow
 entries are exact `module.qualname` pairs (allow is narrow). The user's
 `allow_globals` adds exact pairs to the allow-list but never overrides deny.
+`[wrappers]` are callables judged by what they wrap (`getattr`, `functools.partial`);
+`[arguments]` says which arguments a helper constructs, calls or sets the state of.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from __future__ import annotations
 import enum
 import re
 import tomllib
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 
@@ -19,6 +21,15 @@ from importlib import resources
 DUNDER = re.compile(r"^__\w+__$")
 #: Dunder module names that are ordinary (classes defined in a training script live in `__main__`).
 ORDINARY_DUNDER_MODULES = frozenset({"__main__"})
+
+
+class Role(enum.Enum):
+    """What a helper does with one of its positional arguments."""
+
+    NONE = ""
+    CONSTRUCT = "construct"
+    CALL = "call"
+    SETSTATE = "setstate"
 
 
 class Verdict(enum.Enum):
@@ -29,20 +40,19 @@ class Verdict(enum.Enum):
 
 @dataclass(frozen=True)
 class GlobalPolicy:
-    """The three lists, ready to answer `verdict(path)` and `is_trampoline(path)`."""
+    """The lists, ready to answer `verdict(path)`, `wrapper(path)` and `argument_roles(path)`."""
 
     allow: frozenset[str]
     deny_globals: frozenset[str]
     deny_modules: frozenset[str]
-    trampolines: frozenset[str]
+    wrappers: Mapping[str, str]
+    arguments: Mapping[str, tuple[Role, ...]]
 
     def with_allowed(self, extra: Iterable[str]) -> GlobalPolicy:
         extra = frozenset(extra)
         if not extra:
             return self
-        return GlobalPolicy(
-            self.allow | extra, self.deny_globals, self.deny_modules, self.trampolines
-        )
+        return replace(self, allow=self.allow | extra)
 
     def verdict(self, path: str) -> Verdict:
         """Classify a dotted `module.qualname`.
@@ -58,7 +68,7 @@ class GlobalPolicy:
         parts = path.split(".")
         if self._denied(parts):
             return Verdict.DENIED
-        if path in self.allow or path in self.trampolines:
+        if path in self.allow or path in self.wrappers or path in self.arguments:
             return Verdict.ALLOWED
         if any(self._denied(parts[start:]) for start in range(1, len(parts))):
             return Verdict.DENIED
@@ -69,8 +79,13 @@ class GlobalPolicy:
             return True
         return any(".".join(parts[:n]) in self.deny_modules for n in range(1, len(parts) + 1))
 
-    def is_trampoline(self, path: str) -> bool:
-        return path in self.trampolines
+    def wrapper(self, path: str) -> str | None:
+        """`getattr`, `partial`, ... when `path` is a wrapper judged by what it wraps."""
+        return self.wrappers.get(path)
+
+    def argument_roles(self, path: str) -> tuple[Role, ...]:
+        """What `path` does with each positional argument (empty: nothing we model)."""
+        return self.arguments.get(path, ())
 
 
 def dunder_parts(module: str, name: str) -> list[str]:
@@ -89,5 +104,8 @@ def default_policy() -> GlobalPolicy:
         allow=allow,
         deny_globals=frozenset(data["deny"]["globals"]),
         deny_modules=frozenset(data["deny"]["modules"]),
-        trampolines=frozenset(data["trampolines"]["globals"]),
+        wrappers=dict(data["wrappers"]),
+        arguments={
+            path: tuple(Role(role) for role in roles) for path, roles in data["arguments"].items()
+        },
     )
