@@ -23,7 +23,8 @@ from modelward.config import ScanConfig
 from modelward.findings import ScanResult
 from modelward.formats.base import ScanContext
 from modelward.modeldiff import DiffError
-from modelward.modeldiff._torch import _Dict, _evaluate, _tensors
+from modelward.modeldiff._torch import _evaluate, _tensors
+from modelward.pickle.machine import Const, DictValue, ListValue, TupleValue
 from modelward.pickle.walker import ByteSource, PickleDamage
 
 _WORK = Path(tempfile.mkdtemp(prefix="modelward-diff-hostile-"))
@@ -55,9 +56,9 @@ def test_pickle_machine_survives_any_bytes(data: bytes) -> None:
 
 def test_self_referencing_pickle_is_walked_once() -> None:
     """A dict holding itself twice per level would be 2**64 paths if walked naively."""
-    root = _Dict()
-    root["a"] = root
-    root["b"] = [root, (root,)]
+    root = DictValue()
+    root.pairs.append((Const("a"), root))
+    root.pairs.append((Const("b"), ListValue([root, TupleValue([root])])))
     assert list(_tensors(root)) == []
 
 

@@ -1,12 +1,12 @@
 """PyTorch checkpoints: state_dict keys, dtypes, shapes and storage offsets, never unpickled.
 
-`data.pkl` is evaluated symbolically by a tiny machine that understands only what
-`torch.save` writes for tensors: `_rebuild_tensor_v2(persistent_load(("storage",
-<dtype>Storage, key, location, numel)), offset, size, stride, ...)` inside dicts
-(`OrderedDict` included). Every other call becomes an object whose BUILD state is
-kept, so a checkpoint holding a whole pickled `nn.Module` still yields its tensors,
-named as its state_dict would name them (`_modules`/`_parameters`/`_buffers` left
-out). Nothing is imported or called; opcodes come from the scanner's bounded walker.
+`data.pkl` runs on the scanner's pickle machine (`modelward.pickle.machine`) with hooks
+that understand only what `torch.save` writes for tensors: `_rebuild_tensor_v2(
+persistent_load(("storage", <dtype>Storage, key, location, numel)), offset, size, stride,
+...)`. Every other call is an instance whose items and BUILD state the machine keeps, so a
+checkpoint holding a whole pickled `nn.Module` still yields its tensors, named as its
+state_dict would name them (`_modules`/`_parameters`/`_buffers` left out). Nothing is
+imported or called; opcodes come from the scanner's bounded walker.
 """
 
 from __future__ import annotations
@@ -21,8 +21,19 @@ from modelward.formats.base import Blob, ScanContext
 from modelward.formats.pytorch import LEGACY_PICKLES
 from modelward.formats.zip import ZipMember, read_zip
 from modelward.modeldiff.structure import DiffError, ModelStructure, TensorInfo
-from modelward.pickle.machine import SLOT_COST
-from modelward.pickle.walker import ByteSource, PickleDamage, Skipped, iter_opcodes
+from modelward.pickle.machine import (
+    Const,
+    DictValue,
+    Hooks,
+    ImportedGlobal,
+    Instance,
+    ListValue,
+    PickleMachine,
+    TupleValue,
+    Value,
+)
+from modelward.pickle.policy import default_policy
+from modelward.pickle.walker import ByteSource, PickleDamage, iter_opcodes
 
 #: `torch.<Name>Storage` → (safetensors dtype name, bytes per element).
 STORAGE_DTYPES: dict[str, tuple[str, int]] = {
@@ -48,202 +59,119 @@ _LOCAL_HEADER = struct.Struct("<4s22xHH")
 _MODULE_SLOTS = frozenset({"_modules", "_parameters", "_buffers"})
 
 
-@dataclass(frozen=True)
-class _Global:
-    module: str
-    name: str
+class _Storage(Value):
+    __slots__ = ("dtype", "itemsize", "key", "numel")
+
+    def __init__(self, dtype: str, itemsize: int, key: str, numel: int) -> None:
+        self.dtype = dtype
+        self.itemsize = itemsize
+        self.key = key
+        self.numel = numel
 
 
-@dataclass(frozen=True)
-class _Storage:
-    dtype: str
-    itemsize: int
-    key: str
-    numel: int
+class _Tensor(Value):
+    __slots__ = ("offset", "shape", "storage", "stride")
+
+    def __init__(
+        self, storage: _Storage, offset: int, shape: tuple[int, ...], stride: tuple[int, ...]
+    ) -> None:
+        self.storage = storage
+        self.offset = offset
+        self.shape = shape
+        self.stride = stride
 
 
-@dataclass(frozen=True)
-class _Tensor:
-    storage: _Storage
-    offset: int
-    shape: tuple[int, ...]
-    stride: tuple[int, ...]
+class _TensorHooks(Hooks):
+    """Storages from persistent ids, tensors from `torch._utils` rebuild calls."""
+
+    def persistent(self, machine: PickleMachine, pid: Value, offset: int) -> Value:
+        """`("storage", torch.<X>Storage, key, location, numel[, view metadata])`."""
+        items = pid.items if isinstance(pid, TupleValue) else []
+        if len(items) >= 5 and _const(items[0]) == "storage":
+            kind, key, numel = items[1], _const(items[2]), _const(items[4])
+            if isinstance(kind, ImportedGlobal) and _is_int(numel):
+                dtype, itemsize = STORAGE_DTYPES.get(kind.name, (kind.name, 0))
+                assert isinstance(numel, int)
+                return _Storage(dtype, itemsize, str(key), numel)
+        return super().persistent(machine, pid, offset)
+
+    def called(self, func: Value, args: Value, result: Value, offset: int) -> Value:
+        if not (isinstance(func, ImportedGlobal) and func.module == "torch._utils"):
+            return result
+        items = args.items if isinstance(args, TupleValue) else []
+        if func.name == _PARAMETER and items:
+            return items[0]
+        if func.name in _REBUILDERS and len(items) >= 4:
+            storage, start, shape, stride = items[:4]
+            dims, steps = _int_tuple(shape, minimum=0), _int_tuple(stride)
+            start_at = _const(start)
+            if isinstance(storage, _Storage) and _is_int(start_at) and dims is not None:
+                assert isinstance(start_at, int)
+                if steps is not None:
+                    return _Tensor(storage, start_at, dims, steps)
+        return result
 
 
-class _Opaque:
-    """A value the machine does not model (the result of an unknown call...)."""
+def _const(value: Value) -> object:
+    return value.value if isinstance(value, Const) else None
 
 
-class _Dict(dict[object, object]):
-    """A dict that is also hashable by identity, so the machine can memoise it."""
-
-    __hash__ = object.__hash__  # type: ignore[assignment]
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
-class _List(list[object]):
-    __hash__ = object.__hash__  # type: ignore[assignment]
+def _int_tuple(value: Value, minimum: int | None = None) -> tuple[int, ...] | None:
+    if not isinstance(value, TupleValue):
+        return None
+    numbers = tuple(_const(v) for v in value.items)
+    if all(_is_int(n) and (minimum is None or n >= minimum) for n in numbers):  # type: ignore[operator]
+        return numbers  # type: ignore[return-value]
+    return None
 
 
-class _Object(_Dict):
-    """The result of an unknown call: empty until a BUILD gives it a dict state."""
-
-
-def _evaluate(source: ByteSource, ctx: ScanContext) -> object:
-    """Run one pickle stream on the tensor-only machine; return what STOP returns."""
+def _evaluate(source: ByteSource, ctx: ScanContext) -> Value:
+    """Run one pickle stream on the machine with tensor hooks; return what STOP returns."""
     limits = ctx.config.limits
-    stack: list[object] = []
-    marks: list[list[object]] = []
-    memo: dict[int, object] = {}
-    held = 0
-
-    def pop_mark() -> list[object]:
-        nonlocal stack
-        if not marks:
-            raise DiffError("checkpoint pickle pops a MARK it never set")
-        items, stack = stack, marks.pop()
-        return items
-
-    def pop() -> object:
-        if not stack:
-            raise DiffError("checkpoint pickle pops an empty stack")
-        return stack.pop()
-
+    machine = PickleMachine(default_policy(), limits.max_pickle_bytes, _TensorHooks())
     for offset, opcode, arg in iter_opcodes(source, limits, ctx.check_deadline):
-        # Every opcode creates at most one value: charge it as the scanner's machine does.
-        held += SLOT_COST + (len(arg) if isinstance(arg, str | bytes) else 0)
-        if held > limits.max_pickle_bytes:
-            raise DiffError(
-                f"checkpoint pickle would hold more than {limits.max_pickle_bytes} bytes"
-                f" (max_pickle_bytes) at offset {offset}"
-            )
-        name = opcode.name
-        if name == "STOP":
-            return pop()
-        if name == "MARK":
-            marks.append(stack)
-            stack = []
-        elif name in ("PROTO", "FRAME"):
-            continue
-        elif name in ("POP", "POP_MARK"):
-            pop_mark() if name == "POP_MARK" else pop()
-        elif name == "DUP":
-            stack.append(stack[-1] if stack else _Opaque())
-        elif name in ("NONE", "NEWTRUE", "NEWFALSE"):
-            stack.append({"NONE": None, "NEWTRUE": True, "NEWFALSE": False}[name])
-        elif name in ("EMPTY_TUPLE", "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3"):
-            count = {"EMPTY_TUPLE": 0, "TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}.get(name)
-            items = pop_mark() if count is None else [pop() for _ in range(count)][::-1]
-            stack.append(tuple(items))
-        elif name in ("EMPTY_LIST", "LIST"):
-            stack.append(_List(pop_mark() if name == "LIST" else []))
-        elif name in ("APPEND", "APPENDS"):
-            items = pop_mark() if name == "APPENDS" else [pop()]
-            target = stack[-1] if stack else None
-            if isinstance(target, list):
-                target.extend(items)
-        elif name in ("EMPTY_DICT", "DICT"):
-            items = pop_mark() if name == "DICT" else []
-            stack.append(_pairs_into(_Dict(), items))
-        elif name in ("SETITEM", "SETITEMS"):
-            items = pop_mark() if name == "SETITEMS" else [pop(), pop()][::-1]
-            target = stack[-1] if stack else None
-            if isinstance(target, dict):
-                _pairs_into(target, items)
-        elif name in ("GLOBAL", "INST"):
-            module, attr = arg if isinstance(arg, tuple) else ("", "")
-            if name == "INST":
-                pop_mark()
-                stack.append(_Opaque())
-            else:
-                stack.append(_Global(module, attr))
-        elif name == "STACK_GLOBAL":
-            attr_name, module_name = pop(), pop()
-            stack.append(_Global(str(module_name), str(attr_name)))
-        elif name in ("REDUCE", "NEWOBJ"):
-            args, func = pop(), pop()
-            stack.append(_call(func, args))
-        elif name == "NEWOBJ_EX":
-            pop(), pop()
-            stack.append(_call(pop(), ()))
-        elif name == "BUILD":
-            state = pop()
-            if isinstance(state, tuple) and state:  # (dict state, slot state)
-                state = state[0]
-            if stack and isinstance(stack[-1], _Object) and isinstance(state, dict):
-                stack[-1].update(state)
-        elif name == "ADDITEMS":
-            pop_mark()
-        elif name in ("EMPTY_SET", "FROZENSET", "OBJ", "NEXT_BUFFER"):
-            if name in ("FROZENSET", "OBJ"):
-                pop_mark()
-            stack.append(_Opaque())
-        elif name == "READONLY_BUFFER":
-            continue
-        elif name in ("EXT1", "EXT2", "EXT4"):
-            stack.append(_Opaque())
-        elif name in ("PERSID", "BINPERSID"):
-            pid = arg if name == "PERSID" else pop()
-            stack.append(_storage(pid))
-        elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
-            if stack:
-                key = len(memo) if name == "MEMOIZE" else arg
-                if isinstance(key, int):
-                    memo[key] = stack[-1]
-        elif name in ("GET", "BINGET", "LONG_BINGET"):
-            if not isinstance(arg, int) or arg not in memo:
-                raise DiffError(f"checkpoint pickle reads memo key {arg!r} it never stored")
-            stack.append(memo[arg])
-        else:  # every remaining opcode pushes its constant argument
-            stack.append(_Opaque() if isinstance(arg, Skipped) else arg)
-    raise DiffError("checkpoint pickle has no STOP")
+        try:
+            machine.feed(offset, opcode, arg)
+        except PickleDamage as exc:
+            if exc.rule_id == "MW-PICKLE-LIMIT":
+                raise DiffError(f"checkpoint pickle: {exc.message} at offset {offset}") from None
+            raise
+    if machine.result is None:
+        raise DiffError("checkpoint pickle has no STOP")
+    return machine.result
 
 
-def _pairs_into(target: dict[object, object], items: list[object]) -> dict[object, object]:
-    for key, value in zip(items[::2], items[1::2], strict=False):
-        if isinstance(key, str | int):
-            target[key] = value
-    return target
-
-
-def _call(func: object, args: object) -> object:
-    if not isinstance(func, _Global) or not isinstance(args, tuple):
-        return _Object()  # legacy checkpoints pickle module classes as persistent ids
-    if func.module == "collections" and func.name == "OrderedDict":
-        return _Dict()
-    if func.module == "torch._utils" and func.name in _REBUILDERS and len(args) >= 4:
-        storage, offset, shape, stride = args[:4]
-        if (
-            isinstance(storage, _Storage)
-            and isinstance(offset, int)
-            and _ints(shape, minimum=0)
-            and _ints(stride)
-        ):
-            return _Tensor(storage, offset, tuple(shape), tuple(stride))
-    if func.module == "torch._utils" and func.name == _PARAMETER and args:
-        return args[0]
-    return _Object()
-
-
-def _ints(value: object, minimum: int | None = None) -> bool:
-    return isinstance(value, tuple) and all(
-        isinstance(v, int) and not isinstance(v, bool) and (minimum is None or v >= minimum)
-        for v in value
-    )
-
-
-def _storage(pid: object) -> object:
-    """`("storage", torch.<X>Storage, key, location, numel[, view metadata])`."""
-    if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
-        return _Opaque()
-    kind, key, numel = pid[1], pid[2], pid[4]
-    if not isinstance(kind, _Global) or not isinstance(numel, int):
-        return _Opaque()
-    dtype, itemsize = STORAGE_DTYPES.get(kind.name, (kind.name, 0))
-    return _Storage(dtype, itemsize, str(key), numel)
+def _children(value: Value) -> Iterator[tuple[object, Value, bool]]:
+    """(key, item, is a module slot) for each item a container or an instance holds."""
+    if isinstance(value, DictValue):
+        pairs = value.pairs
+    elif isinstance(value, ListValue | TupleValue):
+        yield from ((index, item, False) for index, item in enumerate(value.items))
+        return
+    elif isinstance(value, Instance):
+        state = value.state
+        parts = state.items if isinstance(state, TupleValue) else [state]
+        for part in parts:
+            if isinstance(part, DictValue):
+                for key, item in part.pairs:
+                    name = _const(key)
+                    yield name, item, name in _MODULE_SLOTS
+        pairs = value.pairs
+        yield from ((index, item, False) for index, item in enumerate(value.items))
+    else:
+        return
+    for key, item in pairs:
+        name = _const(key)
+        if isinstance(name, str | int) and not isinstance(name, bool):
+            yield name, item, False
 
 
 def _tensors(
-    value: object, prefix: str = "", depth: int = 0, seen: set[int] | None = None
+    value: Value, prefix: str = "", depth: int = 0, seen: set[int] | None = None
 ) -> Iterator[tuple[str, _Tensor]]:
     """Tensors reachable through containers, named by their dotted key path.
 
@@ -254,19 +182,14 @@ def _tensors(
     if isinstance(value, _Tensor):
         yield prefix, value
         return
-    if depth > _MAX_DEPTH or id(value) in seen or not isinstance(value, dict | list | tuple):
+    if depth > _MAX_DEPTH or id(value) in seen:
         return
     seen.add(id(value))
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if isinstance(value, _Object) and key in _MODULE_SLOTS:
-                yield from _tensors(item, prefix, depth + 1, seen)
-            else:
-                name = f"{prefix}.{key}" if prefix else str(key)
-                yield from _tensors(item, name, depth + 1, seen)
-    else:
-        for index, item in enumerate(value):
-            name = f"{prefix}.{index}" if prefix else str(index)
+    for key, item, transparent in _children(value):
+        if transparent:
+            yield from _tensors(item, prefix, depth + 1, seen)
+        elif key is not None:
+            name = f"{prefix}.{key}" if prefix else str(key)
             yield from _tensors(item, name, depth + 1, seen)
 
 
@@ -288,7 +211,7 @@ class _Place:
     member: str
 
 
-def _structure(root: object, path: str, places: dict[str, _Place]) -> ModelStructure:
+def _structure(root: Value, path: str, places: dict[str, _Place]) -> ModelStructure:
     structure = ModelStructure(path, "pytorch")
     for name, tensor in _tensors(root):
         place = places.get(tensor.storage.key, _Place(None, 0, ""))
@@ -314,7 +237,7 @@ def _structure(root: object, path: str, places: dict[str, _Place]) -> ModelStruc
     return structure
 
 
-def _evaluate_checked(source: ByteSource, ctx: ScanContext, path: str) -> object:
+def _evaluate_checked(source: ByteSource, ctx: ScanContext, path: str) -> Value:
     try:
         return _evaluate(source, ctx)
     except PickleDamage as exc:
@@ -365,9 +288,10 @@ def read_legacy(blob: Blob, ctx: ScanContext) -> ModelStructure:
         source = ByteSource(stream, ctx.check_deadline, ctx.config.limits)
         results = [_evaluate_checked(source, ctx, path) for _ in range(LEGACY_PICKLES)]
         data_start = source.offset
-    root, keys = results[3], results[4]
-    if not isinstance(keys, list):
+    root, key_list = results[3], results[4]
+    if not isinstance(key_list, ListValue):
         raise DiffError(f"{path}: legacy checkpoint has no storage key list")
+    keys = [_const(item) for item in key_list.items]
     storages = {t.storage.key: t.storage for _, t in _tensors(root)}
     places: dict[str, _Place] = {}
     position: int | None = data_start
