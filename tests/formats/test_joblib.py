@@ -142,16 +142,17 @@ def test_damaged_joblib_never_crashes(noise: bytes, cut: int) -> None:
     assert "MW-SCAN-ERROR" not in {f.rule_id for f in blob_result.findings}
 
 
-def test_layout_pass_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Memoised containers by the million would exhaust memory; the layout pass gives up."""
-    from modelward.formats import joblib as joblib_format
-
-    monkeypatch.setattr(joblib_format, "_MAX_KEPT", 1000)
+def test_layout_pass_memory_is_bounded() -> None:
+    """Memoised containers by the million would exhaust memory; the layout pass gives up
+    when the machine it shares with the scanner reaches `max_pickle_bytes`."""
     crafted = b"\x80\x04" + b"]\x94" * 2000 + b"."
-    layout = read_layout(io.BytesIO(crafted), _ctx())
+    ctx = _ctx()
+    small = replace(ctx.config.limits, max_pickle_bytes=64 * 1000)
+    ctx = replace(ctx, config=replace(ctx.config, limits=small))
+    layout = read_layout(io.BytesIO(crafted), ctx)
     assert layout.problem is not None
     assert layout.problem[2] == "MW-JOBLIB-LAYOUT"
-    assert "values to follow" in layout.problem[1]
+    assert "max_pickle_bytes" in layout.problem[1]
 
 
 def test_old_zfile_format_is_scanned(tmp_path: Path) -> None:

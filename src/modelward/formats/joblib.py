@@ -7,9 +7,9 @@ whole nested pickle. A linear opcode walker would read those bytes as opcodes.
 
 So a scan takes two passes over the (decompressed) stream:
 
-1. a layout pass evaluates just enough of the pickle (constants, tuples, dicts, memo,
-   imports, calls) to read each wrapper's shape and dtype, and so learns where the raw
-   bytes are (skipped) and where nested pickles are;
+1. a layout pass runs the pickle machine (`modelward.pickle.machine`) with a hook on BUILD
+   to read each wrapper's shape and dtype, and so learns where the raw bytes are (skipped)
+   and where nested pickles are;
 2. the pickle scanner then walks the outer pickle with the raw bytes spliced out (a valid
    pickle again), and each nested pickle on its own.
 
@@ -34,17 +34,23 @@ from modelward.formats._spliced import scan_pickle_ranges
 from modelward.formats.base import Blob, CountingReader, ReportingReader, ScanAborted, ScanContext
 from modelward.formats.numpy import itemsize
 from modelward.formats.pickle import looks_like_pickle
-from modelward.pickle.opcodes import Opcode
-from modelward.pickle.walker import ArgValue, ByteSource, PickleDamage, Skipped, iter_opcodes
+from modelward.pickle.machine import (
+    Const,
+    DictValue,
+    Hooks,
+    ImportedGlobal,
+    Instance,
+    PickleMachine,
+    TupleValue,
+    Value,
+)
+from modelward.pickle.policy import default_policy
+from modelward.pickle.walker import ByteSource, PickleDamage, iter_opcodes
 
 #: Where plain detection looks for a wrapper import: sklearn models have one early on.
 DETECT_BYTES = 1024 * 1024
 #: Compressed bytes detection may read to see the first decompressed bytes (one bz2 block).
 DETECT_COMPRESSED_BYTES = 1024 * 1024
-#: Items kept per list or dict in the layout pass (wrapper states are tiny).
-_MAX_ITEMS = 1024
-#: Values the layout pass keeps (in containers, memo, stack) before it gives up: bounds memory.
-_MAX_KEPT = 2_000_000
 _CHUNK = 64 * 1024
 _WRAPPER = b"NumpyArrayWrapper"
 #: joblib < 0.10 `ZF` files: the prefix and `hex(length)` padded to `len(hex(2**64))`.
@@ -137,28 +143,6 @@ def _open_decompressed(
 # -- the layout pass ------------------------------------------------------------------------
 
 
-class _Unknown:
-    """A value the layout pass does not follow."""
-
-
-_UNKNOWN = _Unknown()
-
-
-@dataclass(frozen=True)
-class _Global:
-    module: str
-    name: str
-
-
-@dataclass(eq=False)
-class _Obj:
-    """The result of a call or class instantiation, with its BUILD state."""
-
-    func: object
-    args: object
-    state: object = None
-
-
 @dataclass
 class Layout:
     """Where the pickle pieces of a joblib stream are (offsets in the decompressed stream)."""
@@ -170,261 +154,21 @@ class Layout:
     problem: tuple[int, str, str] | None = None
 
 
-class _Values:
-    """Just enough of an unpickler to read wrapper states: values, never objects or calls."""
+class _WrapperHooks(Hooks):
+    """Notes each array wrapper's BUILD: joblib writes the array right after it."""
 
     def __init__(self) -> None:
-        self.stack: list[object] = []
-        self.marks: list[int] = []
-        self.memo: dict[int, object] = {}
-        self.kept = 0
+        self.wrapper: Instance | None = None
 
-    def keep(self, count: int, offset: int) -> None:
-        """Account for `count` more values held; a crafted pickle cannot exhaust memory."""
-        self.kept += count
-        if self.kept + len(self.stack) > _MAX_KEPT:
-            raise PickleDamage(offset, f"more than {_MAX_KEPT} values to follow", "MW-PICKLE-LIMIT")
+    def built(self, target: Value, state: Value, offset: int) -> None:
+        cls = target.cls if isinstance(target, Instance) else None
+        if cls is not None and is_wrapper(cls.module, cls.name):
+            assert isinstance(target, Instance)
+            self.wrapper = target
 
-    def pop(self, offset: int) -> object:
-        if not self.stack:
-            raise PickleDamage(offset, "stack underflow")
-        return self.stack.pop()
-
-    def pop_mark(self, offset: int) -> list[object]:
-        if not self.marks:
-            raise PickleDamage(offset, "no MARK")
-        start = self.marks.pop()
-        items = self.stack[start:]
-        del self.stack[start:]
-        return items
-
-    def feed(self, offset: int, opcode: Opcode, arg: ArgValue) -> _Obj | None:
-        """Apply one opcode; return the wrapper object when it is a wrapper's BUILD."""
-        name = opcode.name
-        self.keep(0, offset)
-        handler = _OPS.get(name)
-        if handler is not None:
-            return handler(self, offset, arg)
-        if name in _NO_EFFECT:
-            return None
-        # Every other opcode pushes its constant argument.
-        self.stack.append(_UNKNOWN if isinstance(arg, Skipped | tuple) else arg)
-        return None
-
-
-def _push(value: Callable[[], object]) -> _Op:
-    def op(vm: _Values, offset: int, arg: ArgValue) -> None:
-        vm.stack.append(value())
-
-    return op
-
-
-def _mark(vm: _Values, offset: int, arg: ArgValue) -> None:
-    vm.marks.append(len(vm.stack))
-
-
-def _pop(vm: _Values, offset: int, arg: ArgValue) -> None:
-    vm.pop(offset)
-
-
-def _pop_mark(vm: _Values, offset: int, arg: ArgValue) -> None:
-    vm.pop_mark(offset)
-
-
-def _dup(vm: _Values, offset: int, arg: ArgValue) -> None:
-    vm.stack.append(vm.stack[-1] if vm.stack else _UNKNOWN)
-
-
-def _tuple(size: int | None) -> _Op:
-    def op(vm: _Values, offset: int, arg: ArgValue) -> None:
-        items = vm.pop_mark(offset) if size is None else [vm.pop(offset) for _ in range(size)]
-        if len(items) > _MAX_ITEMS:
-            vm.stack.append(_UNKNOWN)  # no shape or dtype state is this long
-            return
-        vm.keep(len(items), offset)
-        vm.stack.append(tuple(items) if size is None else tuple(reversed(items)))
-
-    return op
-
-
-def _list(vm: _Values, offset: int, arg: ArgValue) -> None:
-    items = vm.pop_mark(offset)[:_MAX_ITEMS]
-    vm.keep(len(items), offset)
-    vm.stack.append(items)
-
-
-def _dict(vm: _Values, offset: int, arg: ArgValue) -> None:
-    target: dict[object, object] = {}
-    _set_items(vm, target, vm.pop_mark(offset), offset)
-    vm.stack.append(target)
-
-
-def _set_items(vm: _Values, target: object, items: list[object], offset: int) -> None:
-    if not isinstance(target, dict):
-        return
-    for key, value in zip(items[0::2], items[1::2], strict=False):
-        if len(target) < _MAX_ITEMS and isinstance(key, str | int | bytes | float | tuple):
-            vm.keep(1, offset)
-            target[key] = value
-
-
-def _setitem(vm: _Values, offset: int, arg: ArgValue) -> None:
-    value = vm.pop(offset)
-    key = vm.pop(offset)
-    _set_items(vm, vm.stack[-1] if vm.stack else None, [key, value], offset)
-
-
-def _setitems(vm: _Values, offset: int, arg: ArgValue) -> None:
-    items = vm.pop_mark(offset)
-    _set_items(vm, vm.stack[-1] if vm.stack else None, items, offset)
-
-
-def _append(vm: _Values, offset: int, arg: ArgValue) -> None:
-    value = vm.pop(offset)
-    target = vm.stack[-1] if vm.stack else None
-    if isinstance(target, list) and len(target) < _MAX_ITEMS:
-        vm.keep(1, offset)
-        target.append(value)
-
-
-def _appends(vm: _Values, offset: int, arg: ArgValue) -> None:
-    items = vm.pop_mark(offset)
-    target = vm.stack[-1] if vm.stack else None
-    if isinstance(target, list):
-        kept = items[: _MAX_ITEMS - len(target)]
-        vm.keep(len(kept), offset)
-        target.extend(kept)
-
-
-def _global(vm: _Values, offset: int, arg: ArgValue) -> None:
-    if isinstance(arg, tuple):
-        vm.stack.append(_Global(arg[0], arg[1]))
-    else:
-        vm.stack.append(_UNKNOWN)
-
-
-def _stack_global(vm: _Values, offset: int, arg: ArgValue) -> None:
-    name = vm.pop(offset)
-    module = vm.pop(offset)
-    ok = isinstance(module, str) and isinstance(name, str)
-    vm.stack.append(_Global(cast(str, module), cast(str, name)) if ok else _UNKNOWN)
-
-
-def _reduce(vm: _Values, offset: int, arg: ArgValue) -> None:
-    args = vm.pop(offset)
-    func = vm.pop(offset)
-    if func == _Global("copyreg", "_reconstructor") and isinstance(args, tuple) and args:
-        func = args[0]  # protocol 0/1 object creation
-    vm.stack.append(_Obj(func, args))
-
-
-def _newobj(vm: _Values, offset: int, arg: ArgValue) -> None:
-    args = vm.pop(offset)
-    cls = vm.pop(offset)
-    vm.stack.append(_Obj(cls, args))
-
-
-def _newobj_ex(vm: _Values, offset: int, arg: ArgValue) -> None:
-    vm.pop(offset)
-    _newobj(vm, offset, arg)
-
-
-def _obj(vm: _Values, offset: int, arg: ArgValue) -> None:
-    items = vm.pop_mark(offset)
-    vm.stack.append(_Obj(items[0] if items else _UNKNOWN, tuple(items[1:])))
-
-
-def _inst(vm: _Values, offset: int, arg: ArgValue) -> None:
-    args = vm.pop_mark(offset)
-    cls = _Global(arg[0], arg[1]) if isinstance(arg, tuple) else _UNKNOWN
-    vm.stack.append(_Obj(cls, tuple(args)))
-
-
-def _build(vm: _Values, offset: int, arg: ArgValue) -> _Obj | None:
-    state = vm.pop(offset)
-    target = vm.stack[-1] if vm.stack else None
-    if not isinstance(target, _Obj):
-        return None
-    target.state = state
-    func = target.func
-    if isinstance(func, _Global) and is_wrapper(func.module, func.name):
-        return target
-    return None
-
-
-def _put(vm: _Values, offset: int, arg: ArgValue) -> None:
-    if isinstance(arg, int):
-        vm.keep(1, offset)
-        vm.memo[arg] = vm.stack[-1] if vm.stack else _UNKNOWN
-
-
-def _memoize(vm: _Values, offset: int, arg: ArgValue) -> None:
-    vm.keep(1, offset)
-    vm.memo[len(vm.memo)] = vm.stack[-1] if vm.stack else _UNKNOWN
-
-
-def _get(vm: _Values, offset: int, arg: ArgValue) -> None:
-    vm.stack.append(vm.memo.get(arg, _UNKNOWN) if isinstance(arg, int) else _UNKNOWN)
-
-
-def _replace_top(vm: _Values, offset: int, arg: ArgValue) -> None:
-    vm.pop(offset)
-    vm.stack.append(_UNKNOWN)
-
-
-def _frozenset(vm: _Values, offset: int, arg: ArgValue) -> None:
-    vm.pop_mark(offset)
-    vm.stack.append(_UNKNOWN)
-
-
-_Op = Callable[[_Values, int, ArgValue], _Obj | None]
-_OPS: dict[str, _Op] = {
-    "MARK": _mark,
-    "POP": _pop,
-    "POP_MARK": _pop_mark,
-    "DUP": _dup,
-    "NONE": _push(lambda: None),
-    "NEWTRUE": _push(lambda: True),
-    "NEWFALSE": _push(lambda: False),
-    "EMPTY_TUPLE": _push(tuple),
-    "EMPTY_LIST": _push(list),
-    "EMPTY_DICT": _push(dict),
-    "EMPTY_SET": _push(lambda: _UNKNOWN),
-    "PERSID": _push(lambda: _UNKNOWN),
-    "EXT1": _push(lambda: _UNKNOWN),
-    "EXT2": _push(lambda: _UNKNOWN),
-    "EXT4": _push(lambda: _UNKNOWN),
-    "NEXT_BUFFER": _push(lambda: _UNKNOWN),
-    "BINPERSID": _replace_top,
-    "TUPLE": _tuple(None),
-    "TUPLE1": _tuple(1),
-    "TUPLE2": _tuple(2),
-    "TUPLE3": _tuple(3),
-    "LIST": _list,
-    "DICT": _dict,
-    "FROZENSET": _frozenset,
-    "ADDITEMS": _pop_mark,
-    "APPEND": _append,
-    "APPENDS": _appends,
-    "SETITEM": _setitem,
-    "SETITEMS": _setitems,
-    "GLOBAL": _global,
-    "STACK_GLOBAL": _stack_global,
-    "INST": _inst,
-    "OBJ": _obj,
-    "REDUCE": _reduce,
-    "NEWOBJ": _newobj,
-    "NEWOBJ_EX": _newobj_ex,
-    "BUILD": _build,
-    "PUT": _put,
-    "BINPUT": _put,
-    "LONG_BINPUT": _put,
-    "MEMOIZE": _memoize,
-    "GET": _get,
-    "BINGET": _get,
-    "LONG_BINGET": _get,
-}
-_NO_EFFECT = frozenset({"PROTO", "FRAME", "STOP", "READONLY_BUFFER"})
+    def take_wrapper(self) -> Instance | None:
+        wrapper, self.wrapper = self.wrapper, None
+        return wrapper
 
 
 def is_wrapper(module: str, name: str) -> bool:
@@ -441,33 +185,43 @@ class _ArrayData:
     size: int = 0
 
 
-def _array_data(wrapper: _Obj) -> _ArrayData | None:
+def _array_data(wrapper: Instance) -> _ArrayData | None:
     """Read the wrapper state the way `NumpyArrayWrapper.read_array` does; None if unknowable."""
     state = wrapper.state
-    if not isinstance(state, dict):
+    if not isinstance(state, DictValue):
         return None
     shape, dtype = state.get("shape"), state.get("dtype")
-    if not isinstance(shape, tuple) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
-    ):
+    dims = [_const(d) for d in shape.items] if isinstance(shape, TupleValue) else None
+    if dims is None or not all(_is_count(d) for d in dims):
         return None
-    if not isinstance(dtype, _Obj) or not isinstance(dtype.args, tuple) or not dtype.args:
+    if not isinstance(dtype, Instance) or not isinstance(dtype.args, TupleValue):
         return None
-    if not (isinstance(dtype.func, _Global) and dtype.func.name == "dtype"):
+    if not (isinstance(dtype.func, ImportedGlobal) and dtype.func.name == "dtype"):
         return None
-    descr = dtype.args[0]
-    dstate = dtype.state if isinstance(dtype.state, tuple) else ()
-    flags = dstate[7] if len(dstate) > 7 and isinstance(dstate[7], int) else 0
+    descr = _const(dtype.args.items[0]) if dtype.args.items else None
+    dstate = [_const(v) for v in dtype.state.items] if isinstance(dtype.state, TupleValue) else []
+    flags = dstate[7] if len(dstate) > 7 and _is_count(dstate[7]) else 0
     if not isinstance(descr, str):
         return None
+    assert isinstance(flags, int)
     if descr.startswith("O") or flags & 1:  # NPY_ITEM_HASOBJECT
         return _ArrayData(pickled=True)
-    elsize = dstate[5] if len(dstate) > 5 and isinstance(dstate[5], int) else -1
+    elsize = dstate[5] if len(dstate) > 5 and _is_count(dstate[5]) else -1
+    assert isinstance(elsize, int)
     size = elsize if elsize > 0 else itemsize(descr)
     if size is None:
         return None
-    padded = state.get("numpy_array_alignment_bytes") is not None
-    return _ArrayData(pickled=False, padded=padded, size=size * math.prod(shape))
+    alignment = state.get("numpy_array_alignment_bytes")
+    padded = alignment is not None and _const(alignment) is not None
+    return _ArrayData(pickled=False, padded=padded, size=size * math.prod(dims))  # type: ignore[arg-type]
+
+
+def _const(value: Value) -> object:
+    return value.value if isinstance(value, Const) else None
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def read_layout(stream: BinaryIO, ctx: ScanContext) -> Layout:
@@ -475,11 +229,13 @@ def read_layout(stream: BinaryIO, ctx: ScanContext) -> Layout:
     limits = ctx.config.limits
     source = ByteSource(stream, ctx.check_deadline, limits)
     layout = Layout()
-    values = _Values()
+    hooks = _WrapperHooks()
+    machine = PickleMachine(default_policy(), limits.max_pickle_bytes, hooks)
     start = 0
     try:
         for offset, opcode, arg in iter_opcodes(source, limits, ctx.check_deadline):
-            wrapper = values.feed(offset, opcode, arg)
+            machine.feed(offset, opcode, arg)
+            wrapper = hooks.take_wrapper()
             if wrapper is None:
                 continue
             layout.outer.append((start, source.offset))
