@@ -16,6 +16,7 @@ from modelward.formats import (
     numpy,
     onnx,
     pickle,
+    pt2,
     python_source,
     pytorch,
     safetensors,
@@ -41,6 +42,9 @@ SCANNERS: list[FormatScanner] = [
     savedmodel.FINGERPRINT,
     # PyTorch and NumPy zips, then any other zip (found at its end too: a prefixed zip).
     pytorch.PYTORCH_ZIP,
+    # torch.export archives: after the PyTorch zip, so one that also holds a data.pkl (which
+    # torch.load would run) is scanned as the checkpoint torch.load sees.
+    pt2.PT2,
     numpy.NPZ,
     zip.ZIP,
     # Pickle-based formats before raw pickle, joblib's compressed files before gzip & co.
