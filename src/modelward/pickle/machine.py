@@ -44,6 +44,9 @@ KEPT_CALLS = 3
 #: Dunder attributes a BUILD may set to a constant string without alarm (statsmodels sets
 #: `__doc__`); anything else reaching a dunder stays critical.
 ORDINARY_DUNDER_STATE = frozenset({"__doc__", "__module__", "__name__", "__qualname__"})
+#: Dunder attributes that are plain instance data whatever their value: `typing` generics
+#: record the alias an instance was made from in `__orig_class__` (torch_geometric modules).
+ORDINARY_DUNDER_DATA = frozenset({"__orig_class__"})
 
 
 class Value:
@@ -580,9 +583,9 @@ class PickleMachine:
                 continue
             if not DUNDER.match(key.value):
                 continue
-            ordinary = (
-                value_matters
-                and key.value in ORDINARY_DUNDER_STATE
+            ordinary = value_matters and (
+                key.value in ORDINARY_DUNDER_DATA
+                or key.value in ORDINARY_DUNDER_STATE
                 and isinstance(value, Const)
                 and (value.value is None or isinstance(value.value, str))
             )
