@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import io
-import re
 from dataclasses import dataclass
 
-from modelward.config import Limits
 from modelward.findings import Location, Severity
 from modelward.formats.base import ScanContext
 from modelward.pickle import knowledge
 from modelward.pickle.knowledge import Outcome, Use
 from modelward.pickle.machine import MAX_MARK_DEPTH, ImportedGlobal, PickleMachine
 from modelward.pickle.policy import GlobalPolicy, Verdict, default_policy, dunder_parts
+from modelward.pickle.sniff import parses_cleanly
 from modelward.pickle.walker import ByteSource, PickleDamage, iter_opcodes
 
-#: What a GLOBAL/INST module or name line of an importable object looks like.
-_IMPORT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+__all__ = ["StreamOutcome", "analyse_stream", "parses_cleanly"]  # sniffing lives in sniff.py
 
 
 @dataclass(frozen=True)
@@ -26,10 +23,6 @@ class StreamOutcome:
     damage: PickleDamage | None
     opcodes: int
     start: int
-
-
-def _no_deadline() -> None:
-    """Tick used where there is no scan context (sniffing a head)."""
 
 
 def analyse_stream(source: ByteSource, location: Location, ctx: ScanContext) -> StreamOutcome:
@@ -61,27 +54,6 @@ def analyse_stream(source: ByteSource, location: Location, ctx: ScanContext) -> 
             evidence=f"stream starting at offset {start}, {count} opcodes read",
         )
     return StreamOutcome(damage, count, start)
-
-
-def parses_cleanly(head: bytes, min_opcodes: int) -> bool:
-    """True when `head` reads as a pickle up to STOP, or up to its end after `min_opcodes`.
-
-    Used to sniff protocol 0/1 pickles, which have no magic number: text
-    rarely survives the symbolic stack (a stray `o` or `t` needs a MARK).
-    """
-    limits = Limits()
-    source = ByteSource(io.BytesIO(head), _no_deadline, limits)
-    machine = PickleMachine(default_policy(), limits.max_pickle_bytes)
-    count = 0
-    try:
-        for offset, opcode, arg in iter_opcodes(source, limits, _no_deadline):
-            count += 1
-            if isinstance(arg, tuple) and not all(_IMPORT_NAME.match(part) for part in arg):
-                return False  # GLOBAL/INST lines that no import could name: prose
-            machine.feed(offset, opcode, arg)
-    except PickleDamage as exc:
-        return exc.truncated and count >= min_opcodes
-    return True
 
 
 def _report(
@@ -279,8 +251,8 @@ def _report_by_knowledge(
                 "MW-PICKLE-DANGEROUS-GLOBAL",
                 Severity.CRITICAL,
                 where,
-                f"pickle {verb} {path}, which {runs} and so reaches {judgement.sink} when the"
-                " file is loaded; do not load this file",
+                f"pickle {verb} {path}, so loading {runs}, which reaches {judgement.sink};"
+                " do not load this file",
                 evidence=evidence,
             )
             return
@@ -298,9 +270,9 @@ def _report_by_knowledge(
             "MW-PICKLE-UNKNOWN-GLOBAL",
             severity,
             where,
-            f"pickle {verb} {path}, which loading {runs.replace('runs', 'would run')}; it is on"
-            " no list and the knowledge base cannot vouch for that code; review it, and if it is"
-            " safe add the exact name to allow_globals in your modelward config",
+            f"pickle {verb} {path}, so loading {runs}; it is on no list and the knowledge base"
+            " cannot vouch for that code; review it, and if it is safe add the exact name to"
+            " allow_globals in your modelward config",
             evidence=evidence,
         )
     elif not imported.uses and known is None:
