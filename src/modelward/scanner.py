@@ -70,12 +70,59 @@ def dispatch(blob: Blob, ctx: ScanContext) -> str:
         return "error"
 
 
+#: Files that are no model, by their magic bytes (never by name), so a PNG called `model.pt` is
+#: a note, not an unknown binary. Only magics that also stop every pickle reader
+#: (`pickle.load`, and `torch.load`'s legacy path, which unpickles from byte 0) within
+#: themselves: `\xff`, `%`, `f`, `O`, `w`, `\x00` are no opcode; `RIFF` starts with REDUCE
+#: on an empty stack; `II*`/`ID3` with INT of a line that is no number; `MM\x00*` and
+#: `\x89PNG\r\n\x1a` reach a byte that is no opcode. GIF is left out: `G` (BINFLOAT) swallows
+#: the next 8 bytes and the pickle could go on. Checked only after every format scanner
+#: declined, so a zip appended to an image is still found as a zip.
+_NOT_MODELS: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"\x89PNG\r\n\x1a\n", "PNG image"),
+    (0, b"\xff\xd8\xff", "JPEG image"),
+    (8, b"WEBP", "WebP image"),
+    (0, b"II*\x00", "TIFF image"),
+    (0, b"MM\x00*", "TIFF image"),
+    (0, b"%PDF-", "PDF document"),
+    (8, b"WAVE", "WAV audio"),
+    (0, b"fLaC", "FLAC audio"),
+    (0, b"OggS", "Ogg media"),
+    (0, b"ID3", "MP3 audio"),
+    (4, b"ftyp", "MP4/QuickTime media"),
+    (0, b"wOFF", "WOFF font"),
+    (0, b"wOF2", "WOFF2 font"),
+)
+
+
+def not_a_model(head: bytes) -> str | None:
+    """What kind of non-model file `head` starts, by its magic bytes; None if none we know."""
+    for offset, magic, kind in _NOT_MODELS:
+        if head[offset : offset + len(magic)] == magic:
+            if offset == 8 and not head.startswith(b"RIFF"):
+                continue
+            if offset == 4 and not head.startswith(b"\x00\x00"):
+                continue  # an MP4 box size; opcodes there could run on past `ftyp`
+            return kind
+    return None
+
+
 def _unrecognised(blob: Blob, head: bytes, ctx: ScanContext) -> str:
     ctx.read_counter[0] += len(head)
     if blob.size == 0:
         return "empty"
     if _looks_like_text(head):
         return "text"
+    kind = not_a_model(head)
+    if kind is not None:
+        ctx.report(
+            "MW-FORMAT-NOT-MODEL",
+            Severity.INFO,
+            blob.location,
+            f"{kind}, not a model: no model loader opens it (its bytes, not its name, say so);"
+            " not scanned further",
+        )
+        return "not-a-model"
     ctx.report(
         "MW-FORMAT-UNKNOWN",
         Severity.MEDIUM,

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 import pickle
+import shutil
 import struct
+import subprocess
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -219,3 +222,79 @@ def test_zip_nested_in_zips_is_stopped_by_the_decompression_budget() -> None:
     result = _scan(layer, limits)
     assert "MW-LIMIT-DECOMPRESSED" in _rules(result), result.findings
     assert not result.errors
+
+
+def _png(width: int = 4, height: int = 3) -> bytes:
+    """A valid RGB PNG, chunk by chunk as the PNG specification lays it out."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    rows = b"".join(b"\x00" + bytes(range(width * 3)) for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize("name", ["model.pt", "pytorch_model.bin", "figure.png"])
+def test_a_png_is_a_note_whatever_it_is_called(tmp_path: Path, name: str) -> None:
+    import modelward
+
+    path = tmp_path / name
+    path.write_bytes(_png())
+    report = modelward.scan(path)
+    assert report.results[0].format == "not-a-model"
+    assert {(f.rule_id, f.severity) for f in report.findings} == {
+        ("MW-FORMAT-NOT-MODEL", Severity.INFO)
+    }
+    bundle = _scan(_zip({"model.pt": _png(), "README.md": b"# card"}))
+    assert {(f.rule_id, f.severity) for f in bundle.findings} == {
+        ("MW-FORMAT-NOT-MODEL", Severity.INFO)
+    }
+
+
+def test_a_png_with_a_zip_or_pickle_is_still_scanned() -> None:
+    """The note comes only after every format declined: an appended zip is still a zip."""
+    polyglot = _png() + _zip({"data.pkl": payload_pickle()})
+    assert _scan(polyglot).max_severity == Severity.CRITICAL
+    # Only the magic and no more is not enough: a truncated signature is an unknown binary.
+    assert _scan(_png()[:3] + b"\x00" * 20).max_severity == Severity.MEDIUM
+
+
+@pytest.mark.skipif(shutil.which("zip") is None, reason="needs Info-ZIP's zip to encrypt")
+def test_really_encrypted_members_are_low(tmp_path: Path) -> None:
+    """ZipCrypto members made by Info-ZIP: a payload inside cannot run by loading the file."""
+    (tmp_path / "data.pkl").write_bytes(payload_pickle())
+    (tmp_path / "notes.txt").write_bytes(b"hello")
+    target = tmp_path / "secret.zip"
+    subprocess.run(
+        ["zip", "-q", "-P", "pw", str(target), "data.pkl", "notes.txt"], cwd=tmp_path, check=True
+    )
+    result = _scan(target.read_bytes())
+    assert {(f.rule_id, f.severity) for f in result.findings} == {
+        ("MW-ZIP-ENCRYPTED", Severity.LOW)
+    }
+
+
+def test_encrypted_checkpoint_pickle_is_low() -> None:
+    """torch.load cannot open an encrypted data.pkl: the checkpoint is at most low."""
+    import torch
+
+    out = io.BytesIO()
+    torch.save({"w": torch.ones(2)}, out)
+    data = bytearray(out.getvalue())
+    # The central directory entry of data.pkl: its name follows the 46-byte fixed part.
+    entry = data.find(b"PK\x01\x02")
+    while not data[entry + 46 : entry + 80].split(b"PK")[0].endswith(b"/data.pkl"):
+        entry = data.find(b"PK\x01\x02", entry + 4)
+    data[entry + 8] |= 0x1
+    result = _scan(bytes(data))
+    assert result.format == "pytorch-zip"
+    assert result.max_severity <= Severity.LOW
+    assert ("MW-ZIP-ENCRYPTED", Severity.LOW) in {(f.rule_id, f.severity) for f in result.findings}

@@ -425,9 +425,12 @@ def _check_members(archive: ZipArchive, ctx: ScanContext) -> None:
         if member.is_encrypted:
             ctx.report(
                 "MW-ZIP-ENCRYPTED",
-                Severity.MEDIUM,
+                # Low: no model loader opens it (torch.load, np.load, keras, zipfile without a
+                # password all fail), so what it holds never runs by loading this file.
+                Severity.LOW,
                 at,
-                "encrypted member cannot be scanned",
+                "encrypted member cannot be scanned; no model loader opens it without the"
+                " password (scan the extracted file)",
             )
         elif member.compress_type not in _SUPPORTED_METHODS:
             ctx.report(
