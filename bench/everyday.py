@@ -2,7 +2,8 @@
 
     python3 -m venv bench/.venv-everyday
     bench/.venv-everyday/bin/pip install -r bench/requirements-everyday.txt
-    python3 -m venv bench/.venv-peers && bench/.venv-peers/bin/pip install -r bench/requirements-peers.txt
+    python3 -m venv bench/.venv-peers
+    bench/.venv-peers/bin/pip install -r bench/requirements-peers.txt
     .venv/bin/python bench/everyday.py --build --run    # build bench/corpus/everyday, scan it
 
 `--build` runs the corpus writers inside bench/.venv-everyday (the libraries live there, not in

@@ -34,11 +34,15 @@ def numpy_files(pkg: Package) -> None:
     for name, arr in arrays.items():
         pkg.write(f"npy/{name}.npy", f"np.save({name} array)", lambda p, a=arr: np.save(p, a))
     obj = np.array([{"a": 1}, [1, 2], "text", None, 3.5], dtype=object)
-    pkg.write("npy/object.npy", "np.save(object array, allow_pickle=True)",
-              lambda p: np.save(p, obj, allow_pickle=True))
+    pkg.write(
+        "npy/object.npy",
+        "np.save(object array, allow_pickle=True)",
+        lambda p: np.save(p, obj, allow_pickle=True),
+    )
     matrix = np.matrix([[1, 2], [3, 4]])
-    pkg.write("npy/matrix.npy", "np.save(np.matrix)",
-              lambda p: np.save(p, matrix, allow_pickle=True))
+    pkg.write(
+        "npy/matrix.npy", "np.save(np.matrix)", lambda p: np.save(p, matrix, allow_pickle=True)
+    )
     masked = np.ma.masked_array([1.0, 2.0, 3.0], mask=[False, True, False])
     pkg.pickles("pickle/masked_array", masked, "np.ma.masked_array")
     pkg.pickles("pickle/matrix", matrix, "np.matrix")
@@ -46,17 +50,32 @@ def numpy_files(pkg: Package) -> None:
     pkg.pickles("pickle/float_array", arrays["f64"], "float64 array")
     pkg.pickles("pickle/structured", arrays["structured"], "structured array")
     pkg.pickles("pickle/recarray", np.rec.fromrecords([(1, 2.0)], names="a,b"), "np.recarray")
-    pkg.pickles("pickle/scalars", {"f": np.float64(1.5), "i": np.int64(3), "b": np.bool_(True),
-                                   "dt": np.dtype("float32"), "d64": np.datetime64("2024-01-01")},
-                "numpy scalars and dtypes")
+    pkg.pickles(
+        "pickle/scalars",
+        {
+            "f": np.float64(1.5),
+            "i": np.int64(3),
+            "b": np.bool_(True),
+            "dt": np.dtype("float32"),
+            "d64": np.datetime64("2024-01-01"),
+        },
+        "numpy scalars and dtypes",
+    )
     pkg.pickles("pickle/generator", np.random.default_rng(42), "np.random.Generator", range(2, 6))
-    pkg.pickles("pickle/random_state", np.random.RandomState(42), "np.random.RandomState",
-                range(2, 6))
+    pkg.pickles(
+        "pickle/random_state", np.random.RandomState(42), "np.random.RandomState", range(2, 6)
+    )
     pkg.write("npz/arrays.npz", "np.savez", lambda p: np.savez(p, **arrays))
-    pkg.write("npz/compressed.npz", "np.savez_compressed",
-              lambda p: np.savez_compressed(p, a=arrays["f64"], b=arrays["i32"]))
-    pkg.write("npz/with_object.npz", "np.savez(object array)",
-              lambda p: np.savez(p, obj=obj, matrix=matrix))
+    pkg.write(
+        "npz/compressed.npz",
+        "np.savez_compressed",
+        lambda p: np.savez_compressed(p, a=arrays["f64"], b=arrays["i32"]),
+    )
+    pkg.write(
+        "npz/with_object.npz",
+        "np.savez(object array)",
+        lambda p: np.savez(p, obj=obj, matrix=matrix),
+    )
     pkg.write("txt/array.txt", "np.savetxt", lambda p: np.savetxt(p, arrays["f64"]))
     pkg.write("raw/array.bin", "ndarray.tofile", lambda p: arrays["f64"].tofile(p))
 
@@ -67,17 +86,22 @@ def pandas_files(pkg: Package) -> None:
     import pandas as pd
 
     n = 6
-    df = pd.DataFrame({
-        "int": np.arange(n), "float": np.linspace(0, 1, n), "str": list("abcdef"),
-        "cat": pd.Categorical(list("xyxyxy")), "bool": [True, False] * 3,
-        "date": pd.date_range("2024-01-01", periods=n),
-        "tz": pd.date_range("2024-01-01", periods=n, tz="Europe/Paris"),
-        "delta": pd.to_timedelta(np.arange(n), unit="h"),
-        "nullable": pd.array([1, None, 3, 4, None, 6], dtype="Int64"),
-        "string": pd.array(list("uvwxyz"), dtype="string"),
-        "period": pd.period_range("2024-01", periods=n, freq="M"),
-        "interval": pd.interval_range(0, n),
-    })
+    df = pd.DataFrame(
+        {
+            "int": np.arange(n),
+            "float": np.linspace(0, 1, n),
+            "str": list("abcdef"),
+            "cat": pd.Categorical(list("xyxyxy")),
+            "bool": [True, False] * 3,
+            "date": pd.date_range("2024-01-01", periods=n),
+            "tz": pd.date_range("2024-01-01", periods=n, tz="Europe/Paris"),
+            "delta": pd.to_timedelta(np.arange(n), unit="h"),
+            "nullable": pd.array([1, None, 3, 4, None, 6], dtype="Int64"),
+            "string": pd.array(list("uvwxyz"), dtype="string"),
+            "period": pd.period_range("2024-01", periods=n, freq="M"),
+            "interval": pd.interval_range(0, n),
+        }
+    )
     objects = {
         "dataframe": df,
         "dataframe_multiindex": df.set_index(["str", "int"]),
@@ -99,15 +123,26 @@ def pandas_files(pkg: Package) -> None:
     for name, obj in objects.items():
         if hasattr(obj, "to_pickle"):
             for ext in ("pkl", "pkl.gz", "pkl.bz2", "pkl.xz"):
-                pkg.write(f"to_pickle/{name}.{ext}", f"{type(obj).__name__}.to_pickle(.{ext})",
-                          lambda p, o=obj: o.to_pickle(p))
+                pkg.write(
+                    f"to_pickle/{name}.{ext}",
+                    f"{type(obj).__name__}.to_pickle(.{ext})",
+                    lambda p, o=obj: o.to_pickle(p),
+                )
         pkg.pickles(f"pickle/{name}", obj, f"pandas {type(obj).__name__}")
         pkg.joblib(f"joblib/{name}", obj, f"pandas {type(obj).__name__}")
-    pkg.write("parquet/frame.parquet", "DataFrame.to_parquet",
-              lambda p: df.drop(columns=["period", "interval"]).to_parquet(p))
-    pkg.write("feather/frame.feather", "DataFrame.to_feather",
-              lambda p: df.drop(columns=["period", "interval"]).to_feather(p))
-    pkg.write("hdf/frame.h5", "DataFrame.to_hdf", lambda p: df[["int", "float"]].to_hdf(p, key="df"))
+    pkg.write(
+        "parquet/frame.parquet",
+        "DataFrame.to_parquet",
+        lambda p: df.drop(columns=["period", "interval"]).to_parquet(p),
+    )
+    pkg.write(
+        "feather/frame.feather",
+        "DataFrame.to_feather",
+        lambda p: df.drop(columns=["period", "interval"]).to_feather(p),
+    )
+    pkg.write(
+        "hdf/frame.h5", "DataFrame.to_hdf", lambda p: df[["int", "float"]].to_hdf(p, key="df")
+    )
 
 
 @builder("scipy")
@@ -123,49 +158,82 @@ def scipy_files(pkg: Package) -> None:
         pkg.pickles(f"sparse/{fmt}_matrix", mat, f"scipy.sparse.{fmt}_matrix")
         pkg.pickles(f"sparse/{fmt}_array", arr, f"scipy.sparse.{fmt}_array", range(2, 6))
         if fmt in ("csr", "csc", "coo", "bsr", "dia"):
-            pkg.write(f"npz/{fmt}.npz", "scipy.sparse.save_npz",
-                      lambda p, m=mat: sparse.save_npz(p, m))
+            pkg.write(
+                f"npz/{fmt}.npz", "scipy.sparse.save_npz", lambda p, m=mat: sparse.save_npz(p, m)
+            )
     pts = np.random.default_rng(0).normal(size=(20, 3))
     pkg.pickles("spatial/kdtree", spatial.KDTree(pts), "scipy.spatial.KDTree")
     pkg.pickles("spatial/ckdtree", spatial.cKDTree(pts), "scipy.spatial.cKDTree")
-    pkg.pickles("spatial/rotation", spatial.transform.Rotation.from_euler("xyz", [10, 20, 30],
-                                                                          degrees=True),
-                "scipy Rotation", range(2, 6))
+    pkg.pickles(
+        "spatial/rotation",
+        spatial.transform.Rotation.from_euler("xyz", [10, 20, 30], degrees=True),
+        "scipy Rotation",
+        range(2, 6),
+    )
     with pkg.attempt("ConvexHull"):
         pkg.pickles("spatial/convex_hull", spatial.ConvexHull(pts), "ConvexHull", range(2, 6))
-    frozen = {"norm": stats.norm(0, 1), "gamma": stats.gamma(2.0, scale=1.5),
-              "poisson": stats.poisson(3), "beta": stats.beta(2, 5),
-              "mvn": stats.multivariate_normal([0, 0], [[1, 0], [0, 1]])}
+    frozen = {
+        "norm": stats.norm(0, 1),
+        "gamma": stats.gamma(2.0, scale=1.5),
+        "poisson": stats.poisson(3),
+        "beta": stats.beta(2, 5),
+        "mvn": stats.multivariate_normal([0, 0], [[1, 0], [0, 1]]),
+    }
     for name, dist in frozen.items():
         pkg.pickles(f"stats/frozen_{name}", dist, f"frozen scipy.stats.{name}")
     pkg.pickles("stats/gaussian_kde", stats.gaussian_kde(pts[:, 0]), "gaussian_kde", range(2, 6))
     x = np.linspace(0, 1, 10)
-    interps = {"interp1d": interpolate.interp1d(x, x**2),
-               "cubic_spline": interpolate.CubicSpline(x, x**2),
-               "univariate_spline": interpolate.UnivariateSpline(x, x**2),
-               "bspline": interpolate.make_interp_spline(x, x**2),
-               "grid": interpolate.RegularGridInterpolator((x, x), np.outer(x, x))}
+    interps = {
+        "interp1d": interpolate.interp1d(x, x**2),
+        "cubic_spline": interpolate.CubicSpline(x, x**2),
+        "univariate_spline": interpolate.UnivariateSpline(x, x**2),
+        "bspline": interpolate.make_interp_spline(x, x**2),
+        "grid": interpolate.RegularGridInterpolator((x, x), np.outer(x, x)),
+    }
     for name, obj in interps.items():
         with pkg.attempt(name):
             pkg.pickles(f"interpolate/{name}", obj, f"scipy.interpolate {name}", range(2, 6))
     res = optimize.minimize(lambda v: float((v**2).sum()), np.ones(2), method="BFGS")
     res.pop("hess_inv", None)
-    pkg.pickles("optimize/optimize_result", optimize.OptimizeResult(x=res.x, fun=res.fun,
-                                                                    success=True),
-                "OptimizeResult", range(2, 6))
-    pkg.write("io/matlab.mat", "scipy.io.savemat",
-              lambda p: io.savemat(p, {"a": dense, "s": sparse.csr_matrix(dense)}))
-    pkg.write("io/matrix.mtx", "scipy.io.mmwrite", lambda p: io.mmwrite(p, sparse.coo_matrix(dense)))
+    pkg.pickles(
+        "optimize/optimize_result",
+        optimize.OptimizeResult(x=res.x, fun=res.fun, success=True),
+        "OptimizeResult",
+        range(2, 6),
+    )
+    pkg.write(
+        "io/matlab.mat",
+        "scipy.io.savemat",
+        lambda p: io.savemat(p, {"a": dense, "s": sparse.csr_matrix(dense)}),
+    )
+    pkg.write(
+        "io/matrix.mtx", "scipy.io.mmwrite", lambda p: io.mmwrite(p, sparse.coo_matrix(dense))
+    )
     del scipy
 
 
 @builder("sklearn")
 def sklearn_files(pkg: Package) -> None:
     import numpy as np
-    from sklearn import (calibration, cluster, compose, decomposition, ensemble,
-                         feature_extraction, gaussian_process, impute, linear_model,
-                         model_selection, naive_bayes, neighbors, neural_network, pipeline,
-                         preprocessing, svm, tree)
+    from sklearn import (
+        calibration,
+        cluster,
+        compose,
+        decomposition,
+        ensemble,
+        feature_extraction,
+        gaussian_process,
+        impute,
+        linear_model,
+        model_selection,
+        naive_bayes,
+        neighbors,
+        neural_network,
+        pipeline,
+        preprocessing,
+        svm,
+        tree,
+    )
     from sklearn.gaussian_process import kernels
 
     x, y = _xy()
@@ -189,40 +257,55 @@ def sklearn_files(pkg: Package) -> None:
         "mlp": neural_network.MLPClassifier((8,), max_iter=20).fit(x, y),
         "naive_bayes": naive_bayes.GaussianNB().fit(x, y),
         "gp_regressor": gaussian_process.GaussianProcessRegressor(gp_kernel).fit(x, y),
-        "gp_classifier": gaussian_process.GaussianProcessClassifier(
-            kernels.Matern(nu=1.5)).fit(x, y),
+        "gp_classifier": gaussian_process.GaussianProcessClassifier(kernels.Matern(nu=1.5)).fit(
+            x, y
+        ),
         "function_transformer_log1p": preprocessing.FunctionTransformer(np.log1p).fit(xpos),
         "function_transformer_inverse": preprocessing.FunctionTransformer(
-            np.log1p, inverse_func=np.expm1).fit(xpos),
+            np.log1p, inverse_func=np.expm1
+        ).fit(xpos),
         "tfidf": feature_extraction.text.TfidfVectorizer().fit(text),
         "count_vectorizer": feature_extraction.text.CountVectorizer(ngram_range=(1, 2)).fit(text),
         "label_encoder": preprocessing.LabelEncoder().fit(["a", "b", "c"]),
         "onehot": preprocessing.OneHotEncoder(handle_unknown="ignore").fit([["a"], ["b"]]),
         "imputer": impute.SimpleImputer().fit(x),
-        "calibrated": calibration.CalibratedClassifierCV(linear_model.LogisticRegression(),
-                                                         cv=3).fit(x, y),
-        "voting": ensemble.VotingClassifier([("lr", linear_model.LogisticRegression()),
-                                             ("nb", naive_bayes.GaussianNB())]).fit(x, y),
-        "grid_search": model_selection.GridSearchCV(linear_model.LogisticRegression(),
-                                                    {"C": [0.1, 1.0]}, cv=3).fit(x, y),
-        "pipeline": pipeline.make_pipeline(preprocessing.StandardScaler(), decomposition.PCA(2),
-                                           linear_model.LogisticRegression()).fit(x, y),
+        "calibrated": calibration.CalibratedClassifierCV(
+            linear_model.LogisticRegression(), cv=3
+        ).fit(x, y),
+        "voting": ensemble.VotingClassifier(
+            [("lr", linear_model.LogisticRegression()), ("nb", naive_bayes.GaussianNB())]
+        ).fit(x, y),
+        "grid_search": model_selection.GridSearchCV(
+            linear_model.LogisticRegression(), {"C": [0.1, 1.0]}, cv=3
+        ).fit(x, y),
+        "pipeline": pipeline.make_pipeline(
+            preprocessing.StandardScaler(), decomposition.PCA(2), linear_model.LogisticRegression()
+        ).fit(x, y),
     }
     with pkg.attempt("column transformer"):
         import pandas as pd
 
         frame = pd.DataFrame({"num": x[:, 0], "cat": ["a", "b", "c"] * 20})
-        ct = compose.ColumnTransformer([("num", preprocessing.StandardScaler(), ["num"]),
-                                        ("cat", preprocessing.OneHotEncoder(), ["cat"])])
+        ct = compose.ColumnTransformer(
+            [
+                ("num", preprocessing.StandardScaler(), ["num"]),
+                ("cat", preprocessing.OneHotEncoder(), ["cat"]),
+            ]
+        )
         est["column_transformer_pipeline"] = pipeline.Pipeline(
-            [("prep", ct), ("clf", linear_model.LogisticRegression())]).fit(frame, y)
+            [("prep", ct), ("clf", linear_model.LogisticRegression())]
+        ).fit(frame, y)
     for name, obj in est.items():
         pkg.pickles(f"pickle/{name}", obj, f"sklearn {type(obj).__name__}", range(2, 6))
         pkg.joblib(f"joblib/{name}", obj, f"sklearn {type(obj).__name__}")
     pkg.pickles("pickle/gp_kernel", gp_kernel, "GaussianProcess kernel")
     for compress in (("zlib", 3), ("gzip", 3), ("bz2", 3), ("lzma", 3), ("xz", 3)):
-        pkg.joblib("compress/random_forest", est["random_forest"], "RandomForestClassifier",
-                   compress=(compress,))
+        pkg.joblib(
+            "compress/random_forest",
+            est["random_forest"],
+            "RandomForestClassifier",
+            compress=(compress,),
+        )
     with pkg.attempt("skops"):
         import skops.io as sio
 
@@ -233,19 +316,30 @@ def sklearn_files(pkg: Package) -> None:
 def joblib_files(pkg: Package) -> None:
     import numpy as np
 
-    data = {"weights": np.random.default_rng(0).normal(size=(50, 20)),
-            "ids": np.arange(100), "names": ["a", "b"], "nested": {"m": np.eye(3)}}
-    pkg.joblib("arrays/dict_of_arrays", data, "dict of numpy arrays",
-               compress=(0, 1, 3, 9, ("zlib", 3), ("gzip", 3), ("bz2", 3), ("lzma", 3),
-                         ("xz", 3)))
-    pkg.joblib("arrays/list_of_arrays", [np.ones(10), np.zeros((3, 3), dtype=np.float32)],
-               "list of arrays")
+    data = {
+        "weights": np.random.default_rng(0).normal(size=(50, 20)),
+        "ids": np.arange(100),
+        "names": ["a", "b"],
+        "nested": {"m": np.eye(3)},
+    }
+    pkg.joblib(
+        "arrays/dict_of_arrays",
+        data,
+        "dict of numpy arrays",
+        compress=(0, 1, 3, 9, ("zlib", 3), ("gzip", 3), ("bz2", 3), ("lzma", 3), ("xz", 3)),
+    )
+    pkg.joblib(
+        "arrays/list_of_arrays", [np.ones(10), np.zeros((3, 3), dtype=np.float32)], "list of arrays"
+    )
     pkg.joblib("arrays/object_array", np.array([1, "a", None], dtype=object), "object array")
     import joblib
 
     for proto in range(6):
-        pkg.write(f"protocol/dict.p{proto}.joblib", f"joblib.dump(protocol={proto})",
-                  lambda p, proto=proto: joblib.dump(data, p, protocol=proto))
+        pkg.write(
+            f"protocol/dict.p{proto}.joblib",
+            f"joblib.dump(protocol={proto})",
+            lambda p, proto=proto: joblib.dump(data, p, protocol=proto),
+        )
 
 
 @builder("statsmodels")
@@ -272,10 +366,14 @@ def statsmodels_files(pkg: Package) -> None:
         "exp_smoothing": ExponentialSmoothing(series, trend="add").fit(),
     }
     for name, res in results.items():
-        pkg.write(f"save/{name}.pickle", f"{type(res).__name__}.save()",
-                  lambda p, r=res: r.save(str(p)))
-        pkg.write(f"save/{name}.remove_data.pickle", f"{type(res).__name__}.save(remove_data)",
-                  lambda p, r=res: r.save(str(p), remove_data=True))
+        pkg.write(
+            f"save/{name}.pickle", f"{type(res).__name__}.save()", lambda p, r=res: r.save(str(p))
+        )
+        pkg.write(
+            f"save/{name}.remove_data.pickle",
+            f"{type(res).__name__}.save(remove_data)",
+            lambda p, r=res: r.save(str(p), remove_data=True),
+        )
         pkg.pickles(f"pickle/{name}", res, type(res).__name__, range(2, 6))
 
 
@@ -291,8 +389,7 @@ def xgboost_files(pkg: Package) -> None:
         pkg.pickles(f"pickle/{name}", obj, f"xgboost {type(obj).__name__}", range(2, 6))
         pkg.joblib(f"joblib/{name}", obj, f"xgboost {type(obj).__name__}")
     for ext in ("json", "ubj"):
-        pkg.write(f"native/model.{ext}", f"save_model(.{ext})",
-                  lambda p: clf.save_model(str(p)))
+        pkg.write(f"native/model.{ext}", f"save_model(.{ext})", lambda p: clf.save_model(str(p)))
 
 
 @builder("lightgbm")
@@ -321,8 +418,11 @@ def catboost_files(pkg: Package) -> None:
         pkg.pickles(f"pickle/{name}", obj, f"catboost {type(obj).__name__}", range(2, 6))
         pkg.joblib(f"joblib/{name}", obj, f"catboost {type(obj).__name__}")
     pkg.write("native/model.cbm", "save_model(.cbm)", lambda p: clf.save_model(str(p)))
-    pkg.write("native/model.onnx", "save_model(format='onnx')",
-              lambda p: clf.save_model(str(p), format="onnx"))
+    pkg.write(
+        "native/model.onnx",
+        "save_model(format='onnx')",
+        lambda p: clf.save_model(str(p), format="onnx"),
+    )
 
 
 @builder("imblearn")
@@ -333,8 +433,7 @@ def imblearn_files(pkg: Package) -> None:
 
     x, y = _xy()
     pipe = make_pipeline(SMOTE(random_state=0), LogisticRegression()).fit(x, y)
-    pkg.pickles("smote_pipeline", pipe, "imblearn Pipeline(SMOTE, LogisticRegression)",
-                range(2, 6))
+    pkg.pickles("smote_pipeline", pipe, "imblearn Pipeline(SMOTE, LogisticRegression)", range(2, 6))
     pkg.joblib("smote_pipeline", pipe, "imblearn pipeline")
 
 
@@ -345,8 +444,11 @@ def category_encoders_files(pkg: Package) -> None:
 
     frame = pd.DataFrame({"c": list("abcabcabca"), "d": list("xxyyxxyyxx")})
     y = [0, 1, 0, 1, 1, 0, 1, 0, 0, 1]
-    for name, enc in {"target": ce.TargetEncoder(), "onehot": ce.OneHotEncoder(),
-                      "binary": ce.BinaryEncoder()}.items():
+    for name, enc in {
+        "target": ce.TargetEncoder(),
+        "onehot": ce.OneHotEncoder(),
+        "binary": ce.BinaryEncoder(),
+    }.items():
         enc.fit(frame, y)
         pkg.pickles(f"{name}_encoder", enc, f"category_encoders {type(enc).__name__}", range(2, 6))
 
@@ -358,8 +460,9 @@ def lifelines_files(pkg: Package) -> None:
     from lifelines import CoxPHFitter, KaplanMeierFitter
 
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame({"T": rng.exponential(5, 40), "E": rng.integers(0, 2, 40),
-                          "age": rng.normal(50, 10, 40)})
+    frame = pd.DataFrame(
+        {"T": rng.exponential(5, 40), "E": rng.integers(0, 2, 40), "age": rng.normal(50, 10, 40)}
+    )
     km = KaplanMeierFitter().fit(frame["T"], frame["E"])
     cox = CoxPHFitter().fit(frame, "T", "E")
     for name, obj in {"kaplan_meier": km, "coxph": cox}.items():
@@ -385,8 +488,9 @@ def pyarrow_files(pkg: Package) -> None:
     import pyarrow.feather as feather
     import pyarrow.parquet as pq
 
-    table = pa.table({"a": [1, 2, 3], "b": ["x", "y", "z"],
-                      "c": pa.array([dt.date(2024, 1, 1)] * 3)})
+    table = pa.table(
+        {"a": [1, 2, 3], "b": ["x", "y", "z"], "c": pa.array([dt.date(2024, 1, 1)] * 3)}
+    )
     pkg.pickles("table", table, "pyarrow Table", range(2, 6))
     pkg.pickles("record_batch", table.to_batches()[0], "RecordBatch", range(2, 6))
     pkg.pickles("schema", table.schema, "Schema", range(2, 6))
@@ -438,12 +542,14 @@ def astropy_files(pkg: Package) -> None:
 def networkx_files(pkg: Package) -> None:
     import networkx as nx
 
-    graphs = {"karate": nx.karate_club_graph(), "digraph": nx.gn_graph(20, seed=0),
-              "multigraph": nx.MultiGraph([(0, 1), (0, 1), (1, 2)])}
+    graphs = {
+        "karate": nx.karate_club_graph(),
+        "digraph": nx.gn_graph(20, seed=0),
+        "multigraph": nx.MultiGraph([(0, 1), (0, 1), (1, 2)]),
+    }
     for name, graph in graphs.items():
         pkg.pickles(name, graph, f"networkx {type(graph).__name__}")
-    pkg.write("karate.graphml", "nx.write_graphml",
-              lambda p: nx.write_graphml(graphs["karate"], p))
+    pkg.write("karate.graphml", "nx.write_graphml", lambda p: nx.write_graphml(graphs["karate"], p))
 
 
 @builder("sympy")
@@ -477,8 +583,11 @@ def dill_files(pkg: Package) -> None:
 
     data = {"weights": np.ones(3), "names": ["a"], "nested": {"k": (1, 2)}}
     for proto in range(6):
-        pkg.write(f"data.p{proto}.dill", f"dill.dump(dict of data, protocol={proto})",
-                  lambda p, proto=proto: p.write_bytes(dill.dumps(data, protocol=proto)))
+        pkg.write(
+            f"data.p{proto}.dill",
+            f"dill.dump(dict of data, protocol={proto})",
+            lambda p, proto=proto: p.write_bytes(dill.dumps(data, protocol=proto)),
+        )
 
 
 @builder("cloudpickle")
@@ -491,5 +600,82 @@ def cloudpickle_files(pkg: Package) -> None:
     x, y = _xy()
     pipe = make_pipeline(StandardScaler(), LogisticRegression()).fit(x, y)
     for proto in range(2, 6):
-        pkg.write(f"pipeline.p{proto}.pkl", f"cloudpickle.dump(sklearn pipeline, protocol={proto})",
-                  lambda p, proto=proto: p.write_bytes(cloudpickle.dumps(pipe, protocol=proto)))
+        pkg.write(
+            f"pipeline.p{proto}.pkl",
+            f"cloudpickle.dump(sklearn pipeline, protocol={proto})",
+            lambda p, proto=proto: p.write_bytes(cloudpickle.dumps(pipe, protocol=proto)),
+        )
+
+
+@builder("skimage")
+def skimage_files(pkg: Package) -> None:
+    import numpy as np
+    from skimage import transform
+
+    pkg.pickles("affine", transform.AffineTransform(scale=(2, 2), rotation=0.3), "AffineTransform",
+                range(2, 6))
+    src = np.array([[0, 0], [0, 1], [1, 1], [1, 0]], dtype=float)
+    pkg.pickles("projective", transform.estimate_transform("projective", src, src * 2),
+                "ProjectiveTransform", range(2, 6))
+
+
+@builder("pmdarima")
+def pmdarima_files(pkg: Package) -> None:
+    import joblib
+    import numpy as np
+    import pmdarima as pm
+
+    series = np.cumsum(np.random.default_rng(0).normal(size=60)) + 10
+    model = pm.auto_arima(series, seasonal=False, max_p=2, max_q=2, suppress_warnings=True)
+    pkg.pickles("auto_arima", model, "pmdarima auto_arima", range(2, 6))
+    pkg.write("auto_arima.joblib", "joblib.dump(auto_arima)", lambda p: joblib.dump(model, p))
+
+
+@builder("sktime")
+def sktime_files(pkg: Package) -> None:
+    import numpy as np
+    import pandas as pd
+    from sktime.forecasting.naive import NaiveForecaster
+    from sktime.forecasting.theta import ThetaForecaster
+
+    y = pd.Series(np.arange(30.0) + 5, index=pd.period_range("2020-01", periods=30, freq="M"))
+    for name, fc in {"naive": NaiveForecaster(strategy="last"),
+                     "theta": ThetaForecaster(sp=12)}.items():
+        fc.fit(y)
+        pkg.pickles(name, fc, f"sktime {type(fc).__name__}", range(2, 6))
+        with pkg.attempt(f"{name} save"):
+            fc.save(str(pkg.path(f"{name}_saved")))
+            pkg.record(f"{name}_saved.zip", "BaseObject.save()")
+
+
+@builder("pgmpy")
+def pgmpy_files(pkg: Package) -> None:
+    import pandas as pd
+
+    try:
+        from pgmpy.models import DiscreteBayesianNetwork as Network
+    except ImportError:
+        from pgmpy.models import BayesianNetwork as Network
+
+    data = pd.DataFrame({"a": [0, 1, 0, 1, 1], "b": [1, 1, 0, 0, 1], "c": [0, 1, 1, 0, 1]})
+    model = Network([("a", "b"), ("b", "c")])
+    model.fit(data)
+    pkg.pickles("bayesian_network", model, "pgmpy Bayesian network", range(2, 6))
+
+
+@builder("prophet")
+def prophet_files(pkg: Package) -> None:
+    import logging
+
+    import numpy as np
+    import pandas as pd
+    from prophet import Prophet
+    from prophet.serialize import model_to_json
+
+    logging.getLogger("cmdstanpy").setLevel(logging.ERROR)
+    frame = pd.DataFrame({"ds": pd.date_range("2023-01-01", periods=60),
+                          "y": np.sin(np.arange(60) / 5) + 10})
+    model = Prophet(daily_seasonality=False, weekly_seasonality=True).fit(frame)
+    pkg.pickles("prophet", model, "Prophet (fitted)", range(2, 6))
+    pkg.write("prophet.json", "prophet.serialize.model_to_json",
+              lambda p: p.write_text(model_to_json(model)))

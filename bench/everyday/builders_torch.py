@@ -25,7 +25,11 @@ def _models() -> dict[str, Any]:
     return {
         "sequential": _mlp(),
         "conv": nn.Sequential(
-            nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Conv2d(3, 4, 3),
+            nn.BatchNorm2d(4),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
             nn.Linear(4 * 3 * 3, 2),
         ),
         "lstm": nn.LSTM(8, 16, num_layers=2, batch_first=True),
@@ -93,18 +97,14 @@ def torch_files(pkg: Package) -> None:
         pkg.torch_save(
             f"protocol/mlp_sd.p{proto}.pt", mlp.state_dict(), "state_dict", pickle_protocol=proto
         )
-    pkg.torch_save(
-        "legacy/mlp.pt", mlp, "nn.Sequential", _use_new_zipfile_serialization=False
-    )
+    pkg.torch_save("legacy/mlp.pt", mlp, "nn.Sequential", _use_new_zipfile_serialization=False)
     pkg.torch_save(
         "legacy/mlp_sd.pt", mlp.state_dict(), "state_dict", _use_new_zipfile_serialization=False
     )
     pkg.torch_save("whole/custom_module.pt", _tiny_net_class()(), "a script's own nn.Module")
     quant = torch.ao.quantization.quantize_dynamic(_mlp(), {torch.nn.Linear}, dtype=torch.qint8)
     pkg.torch_save("whole/quantized_dynamic.pt", quant, "quantize_dynamic(nn.Sequential)")
-    pkg.torch_save(
-        "state_dict/quantized_dynamic.pt", quant.state_dict(), "quantized state_dict"
-    )
+    pkg.torch_save("state_dict/quantized_dynamic.pt", quant.state_dict(), "quantized state_dict")
     tensors = {
         "f32": torch.randn(3, 3),
         "f16": torch.randn(3).half(),
@@ -175,35 +175,42 @@ def torch_files(pkg: Package) -> None:
         pkg.torch_save("amp/grad_scaler_whole.pt", scaler, "GradScaler object")
     example = (torch.randn(2, 8),)
     pkg.write(
-        "jit/scripted.pt", "torch.jit.save(torch.jit.script(model))",
+        "jit/scripted.pt",
+        "torch.jit.save(torch.jit.script(model))",
         lambda p: torch.jit.save(torch.jit.script(_mlp()), str(p)),
     )
     pkg.write(
-        "jit/traced.pt", "torch.jit.save(torch.jit.trace(model))",
+        "jit/traced.pt",
+        "torch.jit.save(torch.jit.trace(model))",
         lambda p: torch.jit.save(torch.jit.trace(_mlp().eval(), example), str(p)),
     )
     pkg.write(
-        "jit/traced_conv.pt", "torch.jit.save(torch.jit.trace(conv model))",
+        "jit/traced_conv.pt",
+        "torch.jit.save(torch.jit.trace(conv model))",
         lambda p: torch.jit.save(
             torch.jit.trace(_models()["conv"].eval(), (torch.randn(1, 3, 8, 8),)), str(p)
         ),
     )
     pkg.write(
-        "export/mlp.pt2", "torch.export.save(torch.export.export(model))",
+        "export/mlp.pt2",
+        "torch.export.save(torch.export.export(model))",
         lambda p: torch.export.save(torch.export.export(_mlp().eval(), example), str(p)),
     )
     pkg.write(
-        "export/conv.pt2", "torch.export.save(torch.export.export(conv model))",
+        "export/conv.pt2",
+        "torch.export.save(torch.export.export(conv model))",
         lambda p: torch.export.save(
             torch.export.export(_models()["conv"].eval(), (torch.randn(1, 3, 8, 8),)), str(p)
         ),
     )
     pkg.write(
-        "onnx/mlp_legacy.onnx", "torch.onnx.export(model, dynamo=False)",
+        "onnx/mlp_legacy.onnx",
+        "torch.onnx.export(model, dynamo=False)",
         lambda p: torch.onnx.export(_mlp().eval(), example, str(p), dynamo=False),
     )
     pkg.write(
-        "onnx/mlp_dynamo.onnx", "torch.onnx.export(model, dynamo=True)",
+        "onnx/mlp_dynamo.onnx",
+        "torch.onnx.export(model, dynamo=True)",
         lambda p: torch.onnx.export(_mlp().eval(), example, str(p), dynamo=True),
     )
 
@@ -211,20 +218,46 @@ def torch_files(pkg: Package) -> None:
 def _tiny_configs() -> dict[str, Any]:
     import transformers as tf
 
-    small = {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
-             "intermediate_size": 32, "vocab_size": 100, "max_position_embeddings": 64}
+    small = {
+        "hidden_size": 16,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 32,
+        "vocab_size": 100,
+        "max_position_embeddings": 64,
+    }
     return {
         "bert": (tf.BertConfig(**small), tf.BertForSequenceClassification),
-        "gpt2": (tf.GPT2Config(n_embd=16, n_layer=2, n_head=2, vocab_size=100, n_positions=64),
-                 tf.GPT2LMHeadModel),
-        "t5": (tf.T5Config(d_model=16, d_ff=32, num_layers=2, num_heads=2, d_kv=8,
-                           vocab_size=100), tf.T5ForConditionalGeneration),
-        "vit": (tf.ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                             intermediate_size=32, image_size=16, patch_size=8),
-                tf.ViTForImageClassification),
-        "llama": (tf.LlamaConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                                 num_key_value_heads=1, intermediate_size=32, vocab_size=100),
-                  tf.LlamaForCausalLM),
+        "gpt2": (
+            tf.GPT2Config(n_embd=16, n_layer=2, n_head=2, vocab_size=100, n_positions=64),
+            tf.GPT2LMHeadModel,
+        ),
+        "t5": (
+            tf.T5Config(d_model=16, d_ff=32, num_layers=2, num_heads=2, d_kv=8, vocab_size=100),
+            tf.T5ForConditionalGeneration,
+        ),
+        "vit": (
+            tf.ViTConfig(
+                hidden_size=16,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                intermediate_size=32,
+                image_size=16,
+                patch_size=8,
+            ),
+            tf.ViTForImageClassification,
+        ),
+        "llama": (
+            tf.LlamaConfig(
+                hidden_size=16,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                num_key_value_heads=1,
+                intermediate_size=32,
+                vocab_size=100,
+            ),
+            tf.LlamaForCausalLM,
+        ),
     }
 
 
@@ -235,8 +268,11 @@ class _Rows:
         import torch
 
         self.items = [
-            {"input_ids": torch.randint(0, 100, (12,)), "attention_mask": torch.ones(12),
-             "labels": torch.tensor(i % 2)}
+            {
+                "input_ids": torch.randint(0, 100, (12,)),
+                "attention_mask": torch.ones(12),
+                "labels": torch.tensor(i % 2),
+            }
             for i in range(n)
         ]
 
@@ -254,15 +290,21 @@ def transformers_files(pkg: Package) -> None:
 
     tmp = Path(tempfile.mkdtemp())
     args = tf.TrainingArguments(
-        output_dir=str(tmp / "out"), max_steps=2, save_steps=2, per_device_train_batch_size=4,
-        report_to=[], use_cpu=True, logging_steps=1, learning_rate=1e-3,
+        output_dir=str(tmp / "out"),
+        max_steps=2,
+        save_steps=2,
+        per_device_train_batch_size=4,
+        report_to=[],
+        use_cpu=True,
+        logging_steps=1,
+        learning_rate=1e-3,
     )
     pkg.torch_save("training_args/training_args.bin", args, "TrainingArguments (Trainer)")
     with pkg.attempt("Seq2SeqTrainingArguments"):
-        s2s = tf.Seq2SeqTrainingArguments(output_dir=str(tmp / "s2s"), report_to=[],
-                                          predict_with_generate=True)
-        pkg.torch_save("training_args/seq2seq_training_args.bin", s2s,
-                       "Seq2SeqTrainingArguments")
+        s2s = tf.Seq2SeqTrainingArguments(
+            output_dir=str(tmp / "s2s"), report_to=[], predict_with_generate=True
+        )
+        pkg.torch_save("training_args/seq2seq_training_args.bin", s2s, "Seq2SeqTrainingArguments")
     torch.manual_seed(0)
     config, cls = _tiny_configs()["bert"]
     model = cls(config)
@@ -279,12 +321,19 @@ def transformers_files(pkg: Package) -> None:
             model.save_pretrained(pkg.path(f"pretrained/{name}"))
             pkg.record(f"pretrained/{name}", "save_pretrained()")
         pkg.pickles(f"config/{name}_config", config, f"{type(config).__name__}", range(2, 6))
-    pkg.pickles("generation/generation_config", tf.GenerationConfig(max_new_tokens=5),
-                "GenerationConfig", range(2, 6))
+    pkg.pickles(
+        "generation/generation_config",
+        tf.GenerationConfig(max_new_tokens=5),
+        "GenerationConfig",
+        range(2, 6),
+    )
     enc = tf.BatchEncoding({"input_ids": [[1, 2, 3]], "attention_mask": [[1, 1, 1]]})
     pkg.pickles("batch_encoding/batch_encoding", enc, "BatchEncoding", range(2, 6))
-    pkg.torch_save("batch_encoding/batch_encoding_tensors.pt",
-                   tf.BatchEncoding({"input_ids": torch.tensor([[1, 2]])}), "BatchEncoding")
+    pkg.torch_save(
+        "batch_encoding/batch_encoding_tensors.pt",
+        tf.BatchEncoding({"input_ids": torch.tensor([[1, 2]])}),
+        "BatchEncoding",
+    )
     vocab = tmp / "vocab.txt"
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world"]))
     with pkg.attempt("BertTokenizer"):
@@ -331,19 +380,26 @@ def peft_files(pkg: Package) -> None:
     pkg.torch_save("whole/peft_model.pt", model, "get_peft_model(GPT2LMHeadModel)")
     for safe in (True, False):
         with pkg.attempt(f"save_pretrained {safe}"):
-            model.save_pretrained(pkg.path(f"adapter_{'safe' if safe else 'bin'}"),
-                                  safe_serialization=safe)
-            pkg.record(f"adapter_{'safe' if safe else 'bin'}",
-                       f"PeftModel.save_pretrained(safe_serialization={safe})")
+            model.save_pretrained(
+                pkg.path(f"adapter_{'safe' if safe else 'bin'}"), safe_serialization=safe
+            )
+            pkg.record(
+                f"adapter_{'safe' if safe else 'bin'}",
+                f"PeftModel.save_pretrained(safe_serialization={safe})",
+            )
     with pkg.attempt("prefix"):
         pc = peft.PrefixTuningConfig(num_virtual_tokens=4, task_type="CAUSAL_LM")
         pkg.pickles("config/prefix_config", pc, "PrefixTuningConfig", range(2, 6))
     with pkg.attempt("ia3"):
         bert_cfg, bert_cls = _tiny_configs()["bert"]
-        ia3 = peft.IA3Config(target_modules=["key", "value", "output.dense"],
-                             feedforward_modules=["output.dense"], task_type="SEQ_CLS")
-        pkg.torch_save("whole/ia3_bert.pt", peft.get_peft_model(bert_cls(bert_cfg), ia3),
-                       "get_peft_model(IA3)")
+        ia3 = peft.IA3Config(
+            target_modules=["key", "value", "output.dense"],
+            feedforward_modules=["output.dense"],
+            task_type="SEQ_CLS",
+        )
+        pkg.torch_save(
+            "whole/ia3_bert.pt", peft.get_peft_model(bert_cls(bert_cfg), ia3), "get_peft_model(IA3)"
+        )
     del tf
 
 
@@ -368,22 +424,30 @@ def lightning_files(pkg: Package) -> None:
 
         def configure_optimizers(self) -> Any:
             opt = torch.optim.Adam(self.parameters(), lr=1e-3)
-            return {"optimizer": opt,
-                    "lr_scheduler": torch.optim.lr_scheduler.StepLR(opt, 1)}
+            return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.StepLR(opt, 1)}
 
     LitModel.__module__ = __name__
     data = torch.utils.data.TensorDataset(torch.randn(16, 8), torch.randint(0, 2, (16,)))
     loader = torch.utils.data.DataLoader(data, batch_size=4)
-    hp = argparse.Namespace(lr=1e-3, batch_size=4, data=pathlib.Path("/data/train"),
-                            out_dir=pathlib.PurePosixPath("runs"), tags=["a", "b"])
+    hp = argparse.Namespace(
+        lr=1e-3,
+        batch_size=4,
+        data=pathlib.Path("/data/train"),
+        out_dir=pathlib.PurePosixPath("runs"),
+        tags=["a", "b"],
+    )
     tmp = Path(tempfile.mkdtemp())
     trainer = L.Trainer(
-        max_epochs=2, default_root_dir=str(tmp), accelerator="cpu",
+        max_epochs=2,
+        default_root_dir=str(tmp),
+        accelerator="cpu",
         logger=CSVLogger(str(tmp / "logs")),
-        enable_progress_bar=False, enable_model_summary=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
         callbacks=[
-            ModelCheckpoint(dirpath=str(tmp / "ckpt"), monitor="train_loss", save_top_k=2,
-                            save_last=True),
+            ModelCheckpoint(
+                dirpath=str(tmp / "ckpt"), monitor="train_loss", save_top_k=2, save_last=True
+            ),
             EarlyStopping(monitor="train_loss", patience=3),
             LearningRateMonitor(),
         ],
@@ -401,9 +465,14 @@ def lightning_files(pkg: Package) -> None:
         from omegaconf import OmegaConf
 
         cfg = OmegaConf.create({"model": {"lr": 1e-3, "layers": [8, 16]}, "seed": 1})
-        trainer2 = L.Trainer(max_steps=1, default_root_dir=str(tmp), accelerator="cpu",
-                             logger=False, enable_progress_bar=False,
-                             enable_checkpointing=False)
+        trainer2 = L.Trainer(
+            max_steps=1,
+            default_root_dir=str(tmp),
+            accelerator="cpu",
+            logger=False,
+            enable_progress_bar=False,
+            enable_checkpointing=False,
+        )
         model2 = LitModel(cfg, pathlib.Path("/data"))  # type: ignore[arg-type]
         trainer2.fit(model2, loader)
         trainer2.save_checkpoint(pkg.path("manual/omegaconf_hparams.ckpt"))
@@ -423,14 +492,17 @@ def torchmetrics_files(pkg: Package) -> None:
         "f1": tm.F1Score(task="multiclass", num_classes=2),
         "auroc": tm.AUROC(task="binary"),
         "mse": tm.MeanSquaredError(),
-        "collection": tm.MetricCollection([tm.Accuracy(task="binary"),
-                                           tm.Precision(task="binary")]),
+        "collection": tm.MetricCollection(
+            [tm.Accuracy(task="binary"), tm.Precision(task="binary")]
+        ),
         "confusion": tm.ConfusionMatrix(task="binary"),
     }
     for name, metric in metrics.items():
         with pkg.attempt(name):
-            metric.update(probs if name in ("auroc", "mse") else preds,
-                          target.float() if name == "mse" else target)
+            metric.update(
+                probs if name in ("auroc", "mse") else preds,
+                target.float() if name == "mse" else target,
+            )
         pkg.torch_save(f"{name}.pt", metric, f"torchmetrics {name} after update()")
         pkg.pickles(name, metric, f"torchmetrics {name}", range(2, 6))
         pkg.torch_save(f"{name}.state_dict.pt", metric.state_dict(), f"{name}.state_dict()")
@@ -442,8 +514,11 @@ def pyg_files(pkg: Package) -> None:
     from torch_geometric.data import Data, HeteroData, InMemoryDataset
     from torch_geometric.nn import GATConv, GCNConv, Sequential
 
-    data = Data(x=torch.randn(4, 3), edge_index=torch.tensor([[0, 1, 2], [1, 2, 3]]),
-                y=torch.tensor([0, 1, 0, 1]))
+    data = Data(
+        x=torch.randn(4, 3),
+        edge_index=torch.tensor([[0, 1, 2], [1, 2, 3]]),
+        y=torch.tensor([0, 1, 0, 1]),
+    )
     pkg.torch_save("data/data.pt", data, "torch_geometric Data")
     pkg.pickles("data/data", data, "Data", range(2, 6))
     hetero = HeteroData()
@@ -453,8 +528,14 @@ def pyg_files(pkg: Package) -> None:
     pkg.torch_save("data/hetero.pt", hetero, "HeteroData")
     collated = InMemoryDataset.collate([data, data])
     pkg.torch_save("processed/data.pt", collated, "InMemoryDataset.collate -> (data, slices)")
-    model = Sequential("x, edge_index", [(GCNConv(3, 8), "x, edge_index -> x"),
-                                         torch.nn.ReLU(), (GATConv(8, 2), "x, edge_index -> x")])
+    model = Sequential(
+        "x, edge_index",
+        [
+            (GCNConv(3, 8), "x, edge_index -> x"),
+            torch.nn.ReLU(),
+            (GATConv(8, 2), "x, edge_index -> x"),
+        ],
+    )
     pkg.torch_save("model/gnn_state_dict.pt", model.state_dict(), "GNN state_dict")
     with pkg.attempt("whole gcn"):
         pkg.torch_save("model/gcnconv.pt", GCNConv(3, 8), "torch.save(GCNConv)")
@@ -468,7 +549,7 @@ def st_files(pkg: Package) -> None:
     tmp = Path(tempfile.mkdtemp())
     vocab = tmp / "vocab.txt"
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world"]))
-    config, cls = _tiny_configs()["bert"]
+    config, _ = _tiny_configs()["bert"]
     tf.BertModel(config).save_pretrained(tmp / "bert")
     tf.BertTokenizerFast(str(vocab)).save_pretrained(tmp / "bert")
     word = models.Transformer(str(tmp / "bert"))
@@ -483,13 +564,18 @@ def st_files(pkg: Package) -> None:
 def diffusers_files(pkg: Package) -> None:
     import diffusers
 
-    unet = diffusers.UNet2DModel(sample_size=8, in_channels=1, out_channels=1,
-                                 block_out_channels=(8, 16), layers_per_block=1,
-                                 down_block_types=("DownBlock2D", "DownBlock2D"),
-                                 up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4)
+    unet = diffusers.UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+    )
     for safe in (True, False):
-        unet.save_pretrained(pkg.path(f"unet_{'safe' if safe else 'bin'}"),
-                             safe_serialization=safe)
+        unet.save_pretrained(pkg.path(f"unet_{'safe' if safe else 'bin'}"), safe_serialization=safe)
         pkg.record(f"unet_{'safe' if safe else 'bin'}", f"save_pretrained(safe={safe})")
     pkg.torch_save("whole/unet.pt", unet, "torch.save(UNet2DModel)")
     sched = diffusers.DDPMScheduler(num_train_timesteps=10)
@@ -503,8 +589,12 @@ def einops_files(pkg: Package) -> None:
     import torch.nn as nn
     from einops.layers.torch import Rearrange, Reduce
 
-    model = nn.Sequential(Rearrange("b c h w -> b (c h w)"), nn.Linear(12, 4),
-                          Rearrange("b (g d) -> b g d", g=2), Reduce("b g d -> b d", "mean"))
+    model = nn.Sequential(
+        Rearrange("b c h w -> b (c h w)"),
+        nn.Linear(12, 4),
+        Rearrange("b (g d) -> b g d", g=2),
+        Reduce("b g d -> b d", "mean"),
+    )
     pkg.torch_save("whole/rearrange_model.pt", model, "nn.Sequential with einops layers")
     pkg.pickles("rearrange", Rearrange("b h w -> b (h w)"), "einops Rearrange", range(2, 6))
 
@@ -514,7 +604,9 @@ def torchaudio_files(pkg: Package) -> None:
     import torch.nn as nn
     import torchaudio
 
-    mel = nn.Sequential(torchaudio.transforms.MelSpectrogram(sample_rate=8000, n_mels=16),
-                        torchaudio.transforms.AmplitudeToDB())
+    mel = nn.Sequential(
+        torchaudio.transforms.MelSpectrogram(sample_rate=8000, n_mels=16),
+        torchaudio.transforms.AmplitudeToDB(),
+    )
     pkg.torch_save("whole/melspec.pt", mel, "torch.save(MelSpectrogram pipeline)")
     pkg.torch_save("state_dict/melspec.pt", mel.state_dict(), "state_dict")

@@ -14,6 +14,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import sys
 import time
 import traceback
@@ -78,7 +79,7 @@ class Package:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 yield
-        except Exception as exc:  # noqa: BLE001 - a builder variant failing is a note
+        except Exception as exc:  # a builder variant failing is a note
             self.notes.append(f"{what}: {type(exc).__name__}: {str(exc)[:160]}")
 
     def write(self, name: str, how: str, func: Callable[[Path], object]) -> None:
@@ -132,6 +133,7 @@ def build(root: Path, only: set[str] | None = None) -> dict[str, Any]:
         if only and name not in only:
             continue
         pkg = Package(root, name)
+        shutil.rmtree(pkg.folder, ignore_errors=True)
         start = time.monotonic()
         status = "built"
         reason = ""
@@ -141,7 +143,7 @@ def build(root: Path, only: set[str] | None = None) -> dict[str, Any]:
                 func(pkg)
         except ImportError as exc:
             status, reason = "skipped", f"not installed: {exc}"
-        except Exception as exc:  # noqa: BLE001 - report and go on with the next package
+        except Exception as exc:  # report and go on with the next package
             status, reason = "failed", f"{type(exc).__name__}: {str(exc)[:300]}"
             traceback.print_exc(limit=3)
         took = time.monotonic() - start

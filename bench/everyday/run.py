@@ -22,7 +22,9 @@ from scan.tools import TOOLS, Tool, ToolRun, work_dir
 
 ALARM = ("medium", "high", "critical")
 #: "pickle calls pathlib.PosixPath, which ..." -> pathlib.PosixPath
-GLOBAL_RE = re.compile(r"\b(?:constructs|calls|references|imports|builds|reaches|uses)\s+`?([\w.]+\.[\w.]+)")
+GLOBAL_RE = re.compile(
+    r"\b(?:constructs|calls|references|imports|builds|reaches|uses)\s+`?([\w.]+\.[\w.]+)"
+)
 DEFAULT_TOOLS = ("modelward", "modelscan", "picklescan", "fickling", "modelaudit")
 
 
@@ -67,8 +69,9 @@ def modelward_alarms(report_path: Path, corpus: Path) -> list[Alarm]:
         rel = Path(result["path"]).resolve().relative_to(corpus.resolve()).as_posix()
         for f in result.get("findings", []):
             if f["severity"] in ALARM:
-                out.append(Alarm(rel, f["severity"], f["rule_id"], f["message"],
-                                 f.get("evidence", "")))
+                out.append(
+                    Alarm(rel, f["severity"], f["rule_id"], f["message"], f.get("evidence", ""))
+                )
     return out
 
 
@@ -78,9 +81,7 @@ def package_of(rel: str) -> str | None:
 
 def tabulate(corpus: Path, runs: dict[str, ToolRun], alarms: list[Alarm]) -> str:
     manifest = json.loads((corpus / "manifest.json").read_text())
-    files = sorted(
-        p.relative_to(corpus).as_posix() for p in corpus.rglob("*") if p.is_file()
-    )
+    files = sorted(p.relative_to(corpus).as_posix() for p in corpus.rglob("*") if p.is_file())
     per_pkg: dict[str, list[str]] = defaultdict(list)
     for rel in files:
         pkg = package_of(rel)
@@ -92,8 +93,7 @@ def tabulate(corpus: Path, runs: dict[str, ToolRun], alarms: list[Alarm]) -> str
     totals: Counter[str] = Counter()
     for pkg in sorted(per_pkg, key=lambda p: (p == "wheels", p)):
         rels = per_pkg[pkg]
-        cells: list[object] = [pkg, manifest["packages"].get(pkg, {}).get("version", ""),
-                               len(rels)]
+        cells: list[object] = [pkg, manifest["packages"].get(pkg, {}).get("version", ""), len(rels)]
         totals["files"] += len(rels)
         for name in names:
             verdicts = [runs[name].verdicts.get(r, ("unsupported", ""))[0] for r in rels]
@@ -144,9 +144,14 @@ def alarm_sections(alarms: list[Alarm]) -> list[str]:
         *_table(
             ["rule", "severity", "global / subject", "files", "packages", "example file"],
             [
-                [k[0], k[1], f"`{k[2]}`", len({a.file for a in groups[k]}),
-                 ", ".join(sorted({a.file.split('/')[0] for a in groups[k]}))[:80],
-                 f"`{groups[k][0].file}`"]
+                [
+                    k[0],
+                    k[1],
+                    f"`{k[2]}`",
+                    len({a.file for a in groups[k]}),
+                    ", ".join(sorted({a.file.split("/")[0] for a in groups[k]}))[:80],
+                    f"`{groups[k][0].file}`",
+                ]
                 for k in order
             ],
         ),

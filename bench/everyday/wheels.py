@@ -15,8 +15,23 @@ from pathlib import Path
 from typing import Any
 
 PATTERNS = [
-    "*.pkl", "*.pickle", "*.joblib", "*.pt", "*.pth", "*.bin", "*.npy", "*.npz", "*.h5",
-    "*.hdf5", "*.keras", "*.onnx", "*.gguf", "*.safetensors", "*.ckpt", "*.msgpack", "*.mat",
+    "*.pkl",
+    "*.pickle",
+    "*.joblib",
+    "*.pt",
+    "*.pth",
+    "*.bin",
+    "*.npy",
+    "*.npz",
+    "*.h5",
+    "*.hdf5",
+    "*.keras",
+    "*.onnx",
+    "*.gguf",
+    "*.safetensors",
+    "*.ckpt",
+    "*.msgpack",
+    "*.mat",
 ]
 PATTERNS += [f"{p}.{c}" for p in PATTERNS for c in ("gz", "bz2", "xz")]
 MAX_BYTES = 50 * 1024 * 1024
@@ -43,6 +58,8 @@ def collect(root: Path) -> dict[str, Any]:
             rel = entry.as_posix()
             if not wanted(rel) or rel.startswith(NOT_DATA):
                 continue
+            if "/" not in rel and rel.endswith(".pth"):
+                continue  # a site-packages path-configuration file, not a PyTorch file
             source = Path(str(dist.locate_file(entry))).resolve()
             if source in seen or not source.is_file():
                 continue
@@ -53,12 +70,20 @@ def collect(root: Path) -> dict[str, Any]:
             dest = target / name / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, dest)
-            files.append({"file": f"wheels/{name}/{rel}", "package": "wheels",
-                          "how": f"shipped in the {name} {dist.version} wheel"})
+            files.append(
+                {
+                    "file": f"wheels/{name}/{rel}",
+                    "package": "wheels",
+                    "how": f"shipped in the {name} {dist.version} wheel",
+                }
+            )
             count += 1
     manifest["files"] = files
     manifest["packages"]["wheels"] = {
-        "status": "built", "reason": "", "files": count, "version": "",
+        "status": "built",
+        "reason": "",
+        "files": count,
+        "version": "",
         "notes": [f"{skipped} files over {MAX_BYTES >> 20} MiB left out"] if skipped else [],
     }
     manifest_path.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
