@@ -25,8 +25,10 @@ from modelward.config import ScanConfig
 from modelward.findings import Finding, Location, ScanResult, Severity
 from modelward.formats.base import ScanAborted, ScanContext
 from modelward.formats.pickle import scan_pickle_stream
+from modelward.pickle.machine import PickleMachine
 from modelward.pickle.opcodes import OPCODES
-from modelward.pickle.walker import ByteSource, iter_opcodes
+from modelward.pickle.policy import default_policy
+from modelward.pickle.walker import ByteSource, PickleDamage, iter_opcodes
 from modelward.scanner import dispatch
 
 MIB = 1024 * 1024
@@ -176,3 +178,134 @@ def test_walker_agrees_with_pickletools_on_real_pickles(protocol: int) -> None:
     for data in (plain_containers(protocol), numpy_arrays(protocol), ordered_dict(protocol)):
         expected = [(pos, op.name) for op, _, pos in pickletools.genops(data)]
         assert walk(data) == expected
+
+
+# -- arguments read as Modules/_pickle.c reads them --------------------------------------
+
+#: One-value pickles spelled the ways the C unpickler accepts (and a few it rejects).
+SPELLINGS = [
+    b"I0x10\n.",
+    b"I0X1F\n.",
+    b"I-0x10\n.",
+    b"I010\n.",  # strtol: C octal
+    b"I0o17\n.",
+    b"I0b11\n.",
+    b"I1_000\n.",
+    b"I 5\n.",
+    b"I5 \n.",
+    b"I\t 5 \x0b\n.",
+    b"I01\n.",  # True
+    b"I00\n.",  # False
+    b"I 1\n.",  # True: a 2-character line strtol reads as 1
+    b"I+0\n.",
+    b"I-0\n.",
+    b"I1\n.",
+    b"I\x00\n.",
+    b"I5\x00anything\n.",
+    b"I99999999999999999999999\n.",
+    b"I" + b" " * 100_000 + b"7\n.",
+    b"I08\n.",
+    b"I0x\n.",
+    b"I \x00\n.",
+    b"I\n.",
+    b"I12L\n.",
+    b"L12L\n.",
+    b"L0x10L\n.",
+    b"L 1_0 L\n.",
+    b"L5\x00L\n.",
+    b"L-7\n.",
+    b"L010\n.",
+    b"L\n.",
+    b"LL\n.",
+    b"F1.5\n.",
+    b"F.5\n.",
+    b"F5.\n.",
+    b"F-1e-3\n.",
+    b"Finf\n.",
+    b"F-Infinity\n.",
+    b"F1.5\x00junk\n.",
+    b"F 1.5\n.",
+    b"F1.5 \n.",
+    b"F1_0\n.",
+    b"F1e500\n.",
+    b"F1e\n.",
+    b"F0x1p3\n.",
+    b"I5\np 0 \n0g0_0\n.",
+    b"I5\np00\ng0\n.",
+    b"I5\np1_0\n0g10\n.",
+    b"I5\np\x00\n.",
+    b"I5\np-1\n.",
+    b"S'abc'\n.",
+    b'S"a\\x41"\n.',
+    b"S'a\n.",
+    b"S'\n.",
+    b"T\x03\x00\x00\x00abc.",
+    b"T\xff\xff\xff\xffabc.",
+    b"Vcaf\\u00e9\n.",
+    b"cbuiltins\n\nstr\n.",
+]
+
+
+def _loader(data: bytes) -> tuple[str, object]:
+    try:
+        return "ok", pickle.loads(data)  # the test's own bytes: plain values, no globals
+    except Exception:
+        return "rejected", None
+
+
+def _walker(data: bytes) -> tuple[str, object]:
+    limits = ScanConfig().limits
+    source = ByteSource(io.BytesIO(data), lambda: None, limits)
+    machine = PickleMachine(default_policy(), limits.max_pickle_bytes)
+    try:
+        ops = list(iter_opcodes(source, limits, lambda: None))
+        for offset, opcode, arg in ops:
+            machine.feed(offset, opcode, arg)  # memo keys are checked by the machine
+    except PickleDamage:
+        return "rejected", None
+    values = [
+        arg
+        for _, op, arg in ops
+        if op.name in ("INT", "LONG", "FLOAT", "STRING", "BINSTRING", "UNICODE")
+    ]
+    return "ok", values[0]
+
+
+@pytest.mark.parametrize("data", SPELLINGS, ids=lambda d: repr(d[:24]))
+def test_arguments_read_as_the_c_unpickler_reads_them(data: bytes) -> None:
+    expected, value = _loader(data)
+    if data.startswith(b"cbuiltins\n\n"):
+        expected = "rejected"  # an empty module/name line (the loader never imports)
+    got, mine = _walker(data)
+    if expected == "ok" and b"g" in data:
+        # memo spellings: the walk must reach STOP; the value is the INT's
+        assert got == "ok"
+        return
+    assert got == expected
+    if expected == "ok":
+        assert type(mine) is type(value)
+        assert mine == value or (mine != mine and value != value)  # nan
+
+
+@pytest.mark.parametrize(
+    "data",
+    [d for d in SPELLINGS if _loader(d)[0] == "ok" and not d.startswith(b"T")],
+    ids=lambda d: repr(d[:24]),
+)
+def test_a_call_after_each_accepted_spelling_is_caught(data: bytes) -> None:
+    payload = data[:-1] + b"0cos\nsystem\n(S'true'\ntR."
+    twin = data[:-1] + b"0cbuiltins\nstr\n(S'marker'\ntR."
+    assert pickle.loads(twin) == "marker"
+    findings = scan_bytes(payload)[1]
+    assert any(
+        f.rule_id == "MW-PICKLE-DANGEROUS-GLOBAL" and f.severity is Severity.CRITICAL
+        for f in findings
+    ), findings
+
+
+def test_binstring_length_is_unsigned() -> None:
+    # 0xffffffff is 4 GiB to _pickle.c, not -1: a truncation, like any length past the end.
+    data = b"T\xff\xff\xff\xffabc."
+    findings = scan_bytes(data)[1]
+    assert [f.rule_id for f in findings] == ["MW-PICKLE-MALFORMED"]
+    assert "declares 4294967295 bytes" in findings[0].message

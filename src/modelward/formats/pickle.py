@@ -11,28 +11,11 @@ from typing import BinaryIO
 
 from modelward.findings import Location, Severity
 from modelward.formats.base import HEAD_SIZE, Blob, ScanContext
-from modelward.pickle.analysis import analyse_stream, parses_cleanly
-from modelward.pickle.opcodes import HIGHEST_PROTOCOL, OPCODES
+from modelward.pickle.analysis import analyse_stream
+from modelward.pickle.sniff import looks_like_pickle
 from modelward.pickle.walker import ByteSource
 
-#: First opcodes of protocol 0/1 pickles (no PROTO opcode): a value push or a MARK.
-_OLD_PROTOCOL_STARTS = frozenset(b"(]}cIJKLMFGNSTUVX)P")
-#: Opcodes a protocol 0/1 head must parse into (or reach STOP) to count as a pickle.
-_MIN_OLD_PROTOCOL_OPCODES = 3
-
-
-def looks_like_pickle(head: bytes) -> bool:
-    """Sniff a pickle of protocol 0 to 5 from its first bytes.
-
-    Protocol 2+ starts with PROTO. Protocol 0/1 has no magic, so the head must
-    start with a plausible first opcode and parse (symbolically) up to STOP or
-    the end of the head; ordinary text fails that almost at once.
-    """
-    if len(head) >= 2 and head[0] == OPCODES[0x80].code:
-        return 2 <= head[1] <= HIGHEST_PROTOCOL and (len(head) == 2 or head[2] in OPCODES)
-    if not head or head[0] not in _OLD_PROTOCOL_STARTS:
-        return False
-    return parses_cleanly(head, _MIN_OLD_PROTOCOL_OPCODES)
+__all__ = ["PICKLE", "PickleScanner", "looks_like_pickle", "scan_pickle_stream"]
 
 
 def scan_pickle_stream(
@@ -86,7 +69,9 @@ class PickleScanner:
     name = "pickle"
 
     def detect(self, blob: Blob, head: bytes) -> bool:
-        return looks_like_pickle(head)
+        # The whole blob, not only the head: a first line longer than the head must not
+        # turn a pickle into text.
+        return looks_like_pickle(head, blob.open)
 
     def scan(self, blob: Blob, ctx: ScanContext) -> None:
         with ctx.open(blob) as stream:

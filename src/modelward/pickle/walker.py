@@ -9,7 +9,10 @@ them, and turns every kind of damage into `PickleDamage` at an offset.
 from __future__ import annotations
 
 import codecs
+import math
+import re
 import struct
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -127,6 +130,35 @@ class ByteSource:
             self._pos += step
             left -= step
 
+    def read_number_line(self, keep: int, what: str) -> NumberLine:
+        """Read up to a newline as C's number parsers see it (see `NumberLine`)."""
+        start = self.offset
+        kept: list[bytes] = []
+        size = 0
+        length = 0
+        cut = False
+        while True:
+            self._tick()
+            if not self._fill(1):
+                raise PickleDamage(start, f"stream ends inside {what} (no newline)", truncated=True)
+            newline = self._buf.find(b"\n", self._pos)
+            stop = len(self._buf) if newline < 0 else newline
+            piece = self._buf[self._pos : stop]
+            length += len(piece)
+            self._pos = stop if newline < 0 else newline + 1
+            if not cut:
+                nul = piece.find(b"\0")
+                if nul >= 0:
+                    piece, cut = piece[:nul], True
+                piece = _SPACE_RUN.sub(b" ", piece)
+                if kept and kept[-1].endswith(b" ") and piece.startswith(b" "):
+                    piece = piece[1:]
+                size += len(piece)
+                if size <= keep:
+                    kept.append(piece)
+            if newline >= 0:
+                return NumberLine(b"".join(kept) if size <= keep else None, length, cut)
+
     def read_line(self, keep: int, what: str) -> bytes | None:
         """Read up to a newline; return it without the newline, or None when longer than `keep`."""
         start = self.offset
@@ -145,6 +177,20 @@ class ByteSource:
             self._pos = stop if newline < 0 else newline + 1
             if newline >= 0:
                 return b"".join(kept) if size <= keep else None
+
+
+_SPACE_RUN = re.compile(rb"[ \t\v\f\r]+")
+
+
+@dataclass(frozen=True)
+class NumberLine:
+    """A number argument line as a C string: cut at its first NUL, whitespace runs as one
+    space (no parser here tells one run from another), `core` None when that is still
+    longer than the caller keeps; `length` counts the raw bytes before the newline."""
+
+    core: bytes | None
+    length: int
+    cut_at_nul: bool
 
 
 def _stream_end(stream: BinaryIO) -> int | None:
@@ -226,21 +272,21 @@ _LINE_ARGS = frozenset(
 
 
 def _line_arg(source: ByteSource, opcode: Opcode, offset: int, what: str) -> ArgValue:
+    if opcode.arg is Arg.DECIMAL_LINE or opcode.arg is Arg.FLOAT_LINE:
+        return _number_arg(source, opcode, offset, what)
     line = source.read_line(KEEP_TEXT, what)
     if line is None:
         if opcode.arg in (Arg.QUOTED_LINE, Arg.UNICODE_LINE):
             return Skipped("text", KEEP_TEXT)
         raise PickleDamage(offset, f"{what} is longer than {KEEP_TEXT} bytes")
     try:
-        if opcode.arg is Arg.DECIMAL_LINE:
-            text = line.decode("ascii").strip()
-            return int(text[:-1] if text.endswith("L") else text)
-        if opcode.arg is Arg.FLOAT_LINE:
-            return float(line.decode("ascii"))
         if opcode.arg is Arg.QUOTED_LINE:
+            # load_string: outermost quotes stripped, then PyBytes_DecodeEscape.
             if len(line) < 2 or line[0] != line[-1] or line[:1] not in (b"'", b'"'):
                 raise ValueError("the STRING argument is not quoted")
-            return codecs.escape_decode(line[1:-1])[0].decode("latin-1")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # "\\q" is kept as is
+                return codecs.escape_decode(line[1:-1])[0].decode("latin-1")
         if opcode.arg is Arg.UNICODE_LINE:
             return line.decode("raw-unicode-escape")
         return line.decode("ascii")
@@ -248,10 +294,112 @@ def _line_arg(source: ByteSource, opcode: Opcode, offset: int, what: str) -> Arg
         raise PickleDamage(offset, f"{what} is not valid: {exc}") from None
 
 
+def _number_arg(source: ByteSource, opcode: Opcode, offset: int, what: str) -> ArgValue:
+    """INT, LONG, GET, PUT and FLOAT lines, read as `Modules/_pickle.c` reads them.
+
+    - INT (`load_int`): C `strtol(s, &end, 0)` (leading whitespace, sign, `0x` hex and C
+      octal `010` == 8), accepted when it ends at the newline or a NUL; otherwise
+      `PyLong_FromString(s, NULL, 0)` (Python spellings: `0o17`, `0b11`, `1_000`,
+      surrounding whitespace). A 2-character line that strtol reads as 0 or 1 (`01`,
+      ` 1`, `+0`) is a bool, as protocol 0 writes True/False.
+    - LONG: one trailing `L` dropped, then `PyLong_FromString(s, NULL, 0)`.
+    - GET/PUT: `PyLong_FromString(s, NULL, 10)` (`010` == 10, `1_0`, whitespace).
+    - FLOAT: `PyOS_string_to_double`: no whitespace or underscores, `inf`/`nan` words,
+      overflow rejected, accepted up to the newline or a NUL.
+
+    The line is a C string for all of them: whatever follows a NUL is ignored.
+    """
+    line = source.read_number_line(KEEP_TEXT, what)
+    name = opcode.name
+    if line.length < 1:
+        raise PickleDamage(offset, f"{what} is empty (a loader rejects this)")
+    if line.core is None:
+        # More than KEEP_TEXT significant characters: an integer we need no value of
+        # (GET/PUT keys and floats never are this long in anything a loader accepts).
+        if name in ("INT", "LONG"):
+            return Skipped("int", line.length)
+        raise PickleDamage(offset, f"{what} is longer than {KEEP_TEXT} bytes")
+    text = line.core
+    try:
+        if name == "INT":
+            return c_load_int(text, line.length)
+        if name == "LONG":
+            if not line.cut_at_nul and text.endswith(b"L"):
+                text = text[:-1]
+            return int(text, 0)
+        if name == "FLOAT":
+            return c_load_float(text)
+        return int(text, 10)  # GET, PUT
+    except ValueError as exc:
+        raise PickleDamage(offset, f"{what} is not valid: {exc}") from None
+
+
+_SPACE = b" \t\n\v\f\r"
+_C_LONG_MIN = -(2**63)
+_C_LONG_MAX = 2**63 - 1
+
+
+def c_strtol(text: bytes) -> tuple[int, int]:
+    """C `strtol(text, &end, 0)` in the C locale: `(value, end)`, `end` 0 when no digits."""
+    i = 0
+    while i < len(text) and text[i] in _SPACE:
+        i += 1
+    negative = text[i : i + 1] == b"-"
+    if text[i : i + 1] in (b"-", b"+"):
+        i += 1
+    base = 10
+    if text[i : i + 1] == b"0":
+        base = 8
+        if text[i + 1 : i + 2] in (b"x", b"X") and text[i + 2 : i + 3] in _HEX_BYTES:
+            base = 16
+            i += 2
+    digits = _DIGITS[base]
+    start = i
+    while i < len(text) and text[i] in digits:
+        i += 1
+    if i == start:
+        return 0, 0
+    value = int(text[start:i], base)
+    return (-value if negative else value), i
+
+
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+_HEX_BYTES = frozenset(bytes([c]) for c in _HEX)
+_DIGITS = {8: frozenset(b"01234567"), 10: frozenset(b"0123456789"), 16: _HEX}
+
+
+def c_load_int(text: bytes, length: int) -> int:
+    """The value `load_int` pushes for a line whose C string is `text` (`length` raw bytes)."""
+    value, end = c_strtol(text)
+    ends_cleanly = end == len(text) if end else not text
+    if ends_cleanly and _C_LONG_MIN <= value <= _C_LONG_MAX:
+        if length == 2 and value in (0, 1):
+            return bool(value)
+        return value
+    return int(text, 0)
+
+
+_C_FLOAT = re.compile(
+    rb"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|(?i:inf(?:inity)?|nan))"
+)
+
+
+def c_load_float(text: bytes) -> float:
+    """The value `load_float` pushes for a line whose C string is `text`."""
+    if not _C_FLOAT.fullmatch(text):
+        raise ValueError("could not convert string to float")
+    value = float(text)
+    if math.isinf(value) and not text.lstrip(b"+-")[:1].isalpha():
+        raise ValueError("value too large to convert to float")
+    return value
+
+
 def _name_line(source: ByteSource, opcode: Opcode, offset: int) -> str:
     line = source.read_line(1024, f"the module/name line of {opcode.name}")
     if line is None:
         raise PickleDamage(offset, f"{opcode.name} module or name is longer than 1024 bytes")
+    if not line:
+        raise PickleDamage(offset, f"{opcode.name} module or name is empty (a loader rejects this)")
     try:
         return line.decode("utf-8")
     except UnicodeDecodeError:
@@ -262,11 +410,13 @@ def _counted_arg(source: ByteSource, opcode: Opcode, offset: int, what: str) -> 
     arg = opcode.arg
     if arg in (Arg.BYTES_U1, Arg.TEXT_U1, Arg.LONG_U1):
         length = source.read_exact(1, what)[0]
-    elif arg in (Arg.BYTES_I4, Arg.LONG_I4):
+    elif arg is Arg.LONG_I4:
         length = int(_I4.unpack(source.read_exact(4, what))[0])
         if length < 0:
             raise PickleDamage(offset, f"{opcode.name} has a negative length ({length})")
-    elif arg in (Arg.BYTES_U4, Arg.TEXT_U4):
+    elif arg in (Arg.BYTES_I4, Arg.BYTES_U4, Arg.TEXT_U4):
+        # BINSTRING's length is signed in pickletools but unsigned in _pickle.c
+        # (calc_binsize): 0xffffffff is 4 GiB, not -1.
         length = int(_U4.unpack(source.read_exact(4, what))[0])
     else:
         length = int(_U8.unpack(source.read_exact(8, what))[0])
