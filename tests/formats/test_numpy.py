@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import modelward
 from fixtures import numpy_arrays
+from fixtures.torch_models import Payload
 from modelward.config import ScanConfig
 from modelward.findings import Location, ScanResult, Severity
 from modelward.formats.base import Blob, ScanContext
@@ -134,3 +135,62 @@ def test_arbitrary_headers_never_crash(header: str, data: bytes) -> None:
     result = _scan_bytes(raw)
     assert result.format == "numpy"
     assert "MW-SCAN-ERROR" not in {f.rule_id for f in result.findings}
+
+
+def _zfile(data: bytes) -> bytes:
+    """Bytes as joblib < 0.10 wrote them (`numpy_pickle_compat.write_zfile`, kept in joblib)."""
+    from joblib.numpy_pickle_compat import write_zfile
+
+    out = io.BytesIO()
+    write_zfile(out, data, compress=3)
+    return out.getvalue()
+
+
+def test_legacy_joblib_array_files_are_recognised(tmp_path: Path) -> None:
+    """`x.pkl_01.npy.z`: the array's raw buffer (`__reduce__` state data), zlib'd behind `ZF`."""
+    for name, array in numpy_arrays.benign_arrays().items():
+        raw = array.__reduce__()[2][-1]
+        path = tmp_path / f"model.pkl_{name}.npy.z"
+        path.write_bytes(_zfile(raw))
+        result = _scan(path)
+        assert result.format == "joblib-zfile", name
+        assert result.findings == [], name
+    renamed = tmp_path / "weights"  # by content, not by name
+    renamed.write_bytes(_zfile(np.arange(100.0).tobytes()))
+    assert _scan(renamed).format == "joblib-zfile"
+
+
+def test_npy_inside_a_zfile_is_scanned_as_numpy(tmp_path: Path) -> None:
+    benign = tmp_path / "a.npy.z"
+    benign.write_bytes(_zfile(numpy_arrays.npy_bytes(np.arange(12.0).reshape(3, 4))))
+    assert _scan(benign).findings == []
+    evil = np.array([Payload(), 1], dtype=object)
+    path = tmp_path / "evil.npy.z"
+    path.write_bytes(_zfile(numpy_arrays.npy_bytes(evil, allow_pickle=True)))
+    result = _scan(path)
+    assert result.format == "joblib-zfile"
+    assert result.max_severity == Severity.CRITICAL
+    assert ("MW-NUMPY-OBJECT", Severity.LOW) in {(f.rule_id, f.severity) for f in result.findings}
+
+
+def test_zfile_bombs_and_damage_are_bounded(tmp_path: Path) -> None:
+    from modelward.config import Limits
+
+    bomb = tmp_path / "bomb.npy.z"
+    bomb.write_bytes(_zfile(bytes(16 * 1024**2)))
+    small = ScanConfig(limits=Limits(max_total_decompressed_bytes=1024**2))
+    report = modelward.scan(bomb, config=small)
+    assert ("MW-LIMIT-DECOMPRESSED", Severity.MEDIUM) in {
+        (f.rule_id, f.severity) for f in report.findings
+    }
+    good = _zfile(np.arange(1000.0).tobytes())
+    lying = good[:2] + b"0x10".ljust(19) + good[21:]  # declares 16 bytes, holds 8000
+    truncated = good[: len(good) // 2]
+    for data in (lying, truncated):
+        path = tmp_path / "damaged.npy.z"
+        path.write_bytes(data)
+        found = {(f.rule_id, f.severity) for f in _scan(path).findings}
+        assert found in (
+            {("MW-JOBLIB-CORRUPT", Severity.LOW)},  # the length joblib asserts
+            {("MW-JOBLIB-CORRUPT", Severity.MEDIUM)},  # a stream cut short
+        )

@@ -50,6 +50,8 @@ SCANNERS: list[FormatScanner] = [
     # Pickle-based formats before raw pickle, joblib's compressed files before gzip & co.
     numpy.NPY,
     joblib.JOBLIB,
+    # joblib < 0.10 `ZF` array files: after joblib, which claims a `ZF` file holding a pickle.
+    numpy.ZFILE_ARRAY,
     pytorch.PYTORCH_LEGACY,
     # ONNX has no magic, only a protobuf sniff: keep it after other protobuf formats.
     onnx.ONNX,

@@ -140,6 +140,27 @@ def _open_decompressed(
     return cast(BinaryIO, io.BufferedReader(capped, buffer_size=_CHUNK))
 
 
+def zfile_length(head: bytes) -> int | None:
+    """The decompressed length a joblib < 0.10 `ZF` header declares, or None if it has none.
+
+    `read_zfile` (joblib's `numpy_pickle_compat`) decompresses to exactly this many bytes and
+    asserts it; old joblib wrote both its main pickle and its `*.npy.z` arrays this way.
+    """
+    if compression(head) != "zfile":
+        return None
+    try:
+        length = int(head[2:_ZFILE_HEADER].decode("ascii"), 16)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return length if length >= 0 else None
+
+
+def open_zfile(raw: BinaryIO, limit: int, charge: Callable[[int], None] | None) -> BinaryIO:
+    """The content of a `ZF` file read from its start, decompressed as it is read, capped at
+    `limit` and `charge`d to the scanned file's decompression budget."""
+    return _open_decompressed("zfile", raw, limit, charge)
+
+
 # -- the layout pass ------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ only check that it fits in the file. An object dtype means the data is a pickle 
 from __future__ import annotations
 
 import ast
+import io
 import math
 import re
 import struct
@@ -16,7 +17,8 @@ from typing import Any, BinaryIO
 
 from modelward.findings import Severity
 from modelward.formats._spliced import scan_pickle_ranges
-from modelward.formats.base import Blob, ScanContext
+from modelward.formats.archive import IN_MEMORY_BYTES
+from modelward.formats.base import Blob, ScanAborted, ScanContext
 from modelward.formats.zip import read_zip, scan_members, zip_member_names
 
 MAGIC = b"\x93NUMPY"
@@ -197,15 +199,104 @@ class NpzScanner:
             scan_members(archive, ctx, archive.members)
 
 
+class ZFileArrayScanner:
+    """joblib < 0.10 compressed array files (`model.pkl_01.npy.z`): `ZF`, the length, zlib.
+
+    Old `joblib.dump(..., compress=n)` wrote each array's raw buffer (`ndarray.__reduce__`'s
+    data) this way next to the main pickle, whose `ZNDArrayWrapper` holds dtype and shape;
+    `read_zfile` decompresses it and `ndarray.__setstate__` takes the bytes as array memory,
+    so nothing in it is unpickled. The stream is decompressed once, bounded and charged like
+    every other (a bomb is a finding), and its length checked against the header (joblib
+    asserts it). Content that is an `.npy` (written by hand, or by other tools) is scanned as
+    NumPy data, an object array's pickle included. A `ZF` file holding a pickle is joblib's
+    old main file, claimed by the joblib scanner first.
+    """
+
+    name = "joblib-zfile"
+
+    def detect(self, blob: Blob, head: bytes) -> bool:
+        from modelward.formats.joblib import zfile_length
+
+        return zfile_length(head) is not None and _zfile_head(blob) is not None
+
+    def scan(self, blob: Blob, ctx: ScanContext) -> None:
+        from modelward.formats.joblib import open_zfile, zfile_length
+
+        limits = ctx.config.limits
+        with ctx.open(blob) as stream:
+            declared = zfile_length(stream.read(64))
+        assert declared is not None  # detect checked it
+
+        def opener() -> BinaryIO:
+            limit = min(declared + 1, limits.max_decompressed_bytes)
+            return open_zfile(ctx.counted(blob.open()), limit, ctx.charge_decompressed)
+
+        kept = io.BytesIO()
+        total = 0
+        try:
+            with opener() as stream:
+                while chunk := stream.read(1024 * 1024):
+                    ctx.check_deadline()
+                    if total < IN_MEMORY_BYTES:
+                        kept.write(chunk)
+                    total += len(chunk)
+        except ScanAborted as exc:
+            if exc.rule_id == "MW-LIMIT-TIME":
+                raise
+            if exc.rule_id == "MW-LIMIT-SIZE" and declared < limits.max_decompressed_bytes:
+                # Past the declared length: joblib's read_zfile refuses it too.
+                ctx.report(
+                    "MW-JOBLIB-CORRUPT",
+                    Severity.LOW,
+                    blob.location,
+                    f"ZF stream holds more than the {declared} bytes its header declares;"
+                    " joblib's read_zfile refuses it",
+                )
+            else:
+                ctx.report(exc.rule_id, Severity.MEDIUM, blob.location, exc.message)
+            return
+        if total != declared:
+            ctx.report(
+                "MW-JOBLIB-CORRUPT",
+                Severity.LOW,
+                blob.location,
+                f"ZF header declares {declared} bytes but the stream holds {total}; joblib's"
+                " read_zfile refuses it",
+            )
+        location = blob.location.member("<zfile>")
+        if total <= IN_MEMORY_BYTES:
+            member = Blob.from_bytes(location, kept.getvalue())
+        else:
+            member = Blob(location, total, opener)
+        del kept
+        if looks_like_npy(member.head(16)):
+            scan_npy(member, ctx)
+        # Otherwise raw array memory: never parsed, never unpickled.
+
+
+def _zfile_head(blob: Blob) -> bytes | None:
+    """The first decompressed bytes of a `ZF` file; None when they do not decompress."""
+    from modelward.formats.joblib import open_zfile
+
+    try:
+        with blob.open() as raw, open_zfile(raw, 1024**2, None) as stream:
+            return stream.read(16)
+    except ScanAborted:
+        return None
+
+
 NPY = NpyScanner()
 NPZ = NpzScanner()
+ZFILE_ARRAY = ZFileArrayScanner()
 
 __all__ = [
     "MAGIC",
     "NPY",
     "NPZ",
+    "ZFILE_ARRAY",
     "NpyScanner",
     "NpzScanner",
+    "ZFileArrayScanner",
     "has_object",
     "itemsize",
     "looks_like_npy",
