@@ -27,6 +27,7 @@ import math
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import BinaryIO, cast
 
 from modelward.findings import Severity
@@ -52,7 +53,8 @@ DETECT_BYTES = 1024 * 1024
 #: Compressed bytes detection may read to see the first decompressed bytes (one bz2 block).
 DETECT_COMPRESSED_BYTES = 1024 * 1024
 _CHUNK = 64 * 1024
-_WRAPPER = b"NumpyArrayWrapper"
+#: In every wrapper class name: `NumpyArrayWrapper`, `NDArrayWrapper`, `ZNDArrayWrapper`.
+_WRAPPER = b"ArrayWrapper"
 #: joblib < 0.10 `ZF` files: the prefix and `hex(length)` padded to `len(hex(2**64))`.
 _ZFILE_HEADER = 2 + 19
 _DECOMPRESS_ERRORS = (zlib.error, lzma.LZMAError, EOFError, OSError, ValueError)
@@ -164,6 +166,16 @@ def open_zfile(raw: BinaryIO, limit: int, charge: Callable[[int], None] | None) 
 # -- the layout pass ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ExternalArray:
+    """A legacy wrapper whose array `joblib.load` reads from another file the pickle names."""
+
+    offset: int
+    wrapper: str
+    #: The file name as the pickle gives it; None when it is not a constant string.
+    filename: str | None
+
+
 @dataclass
 class Layout:
     """Where the pickle pieces of a joblib stream are (offsets in the decompressed stream)."""
@@ -171,30 +183,64 @@ class Layout:
     outer: list[tuple[int, int]] = field(default_factory=list)
     nested: list[tuple[int, int]] = field(default_factory=list)
     arrays: int = 0
+    external: list[ExternalArray] = field(default_factory=list)
     #: Why the layout pass stopped before the end of the pickle: offset, message, rule id.
     problem: tuple[int, str, str] | None = None
 
 
+#: joblib's wrapper classes, by name. `NumpyUnpickler.load_build` tests the object a BUILD
+#: made with `isinstance`, so any import path that reaches these classes counts
+#: (`joblib.numpy_pickle.X`, `joblib._store_backends.numpy_pickle.X`, `joblib` +
+#: `numpy_pickle.X`, `getattr(...)`): the array follows inline (`NumpyArrayWrapper`) or is
+#: read from a file the pickle names (`NDArrayWrapper`: `np.load(allow_pickle=True)`;
+#: `ZNDArrayWrapper`: a zlib file).
+_WRAPPER_CLASSES = {
+    "NumpyArrayWrapper": "inline",
+    "NDArrayWrapper": "file",
+    "ZNDArrayWrapper": "file",
+}
+#: Packages whose modules hold joblib's classes (scikit-learn < 0.23 vendored joblib).
+_JOBLIB_PACKAGES = ("joblib", "sklearn.externals.joblib")
+
+
+def wrapper_kind(path: str) -> str | None:
+    """`inline` or `file` when the dotted `path` names one of joblib's wrapper classes."""
+    package, _, name = path.rpartition(".")
+    kind = _WRAPPER_CLASSES.get(name)
+    if kind is None:
+        return None
+    inside = any(package == p or package.startswith(p + ".") for p in _JOBLIB_PACKAGES)
+    return kind if inside else None
+
+
+def is_wrapper(module: str, name: str) -> bool:
+    """joblib's inline array wrapper (`NumpyArrayWrapper`), under any import path to it."""
+    return wrapper_kind(f"{module}.{name}") == "inline"
+
+
 class _WrapperHooks(Hooks):
-    """Notes each array wrapper's BUILD: joblib writes the array right after it."""
+    """Notes each wrapper's BUILD: joblib reads the array right after it, or from a file."""
 
     def __init__(self) -> None:
         self.wrapper: Instance | None = None
+        self.external: list[ExternalArray] = []
 
     def built(self, target: Value, state: Value, offset: int) -> None:
         cls = target.cls if isinstance(target, Instance) else None
-        if cls is not None and is_wrapper(cls.module, cls.name):
+        kind = wrapper_kind(cls.path) if cls is not None else None
+        if kind == "inline":
             assert isinstance(target, Instance)
             self.wrapper = target
+        elif kind == "file":
+            assert cls is not None
+            name = state.get("filename") if isinstance(state, DictValue) else None
+            filename = _const(name) if name is not None else None
+            text = filename if isinstance(filename, str) else None
+            self.external.append(ExternalArray(offset, cls.name.rpartition(".")[2], text))
 
     def take_wrapper(self) -> Instance | None:
         wrapper, self.wrapper = self.wrapper, None
         return wrapper
-
-
-def is_wrapper(module: str, name: str) -> bool:
-    """joblib's array wrapper, under its current or its vendored-in-sklearn module."""
-    return name == "NumpyArrayWrapper" and module.endswith("numpy_pickle")
 
 
 @dataclass(frozen=True)
@@ -225,7 +271,7 @@ def _array_data(wrapper: Instance) -> _ArrayData | None:
     if not isinstance(descr, str):
         return None
     assert isinstance(flags, int)
-    if descr.startswith("O") or flags & 1:  # NPY_ITEM_HASOBJECT
+    if _object_descr(descr) or flags & 1:  # NPY_ITEM_HASOBJECT
         return _ArrayData(pickled=True)
     elsize = dstate[5] if len(dstate) > 5 and _is_count(dstate[5]) else -1
     assert isinstance(elsize, int)
@@ -237,6 +283,12 @@ def _array_data(wrapper: Instance) -> _ArrayData | None:
     return _ArrayData(pickled=False, padded=padded, size=size * math.prod(dims))  # type: ignore[arg-type]
 
 
+def _object_descr(descr: str) -> bool:
+    """An object dtype however it is spelled: `O`, `|O`, `O8`, `=O8`, `object`..."""
+    bare = descr.lstrip("|<>=!")
+    return bare.startswith("O") or bare in ("object", "object_", "object0")
+
+
 def _const(value: Value) -> object:
     return value.value if isinstance(value, Const) else None
 
@@ -246,39 +298,43 @@ def _is_count(value: object) -> bool:
 
 
 def read_layout(stream: BinaryIO, ctx: ScanContext) -> Layout:
-    """The layout pass: where the pickle pieces are; raw array bytes are skipped unread."""
+    """The layout pass: where the pickle pieces are; raw array bytes are skipped unread.
+
+    joblib's unpickler is `pickle._Unpickler`, which reads a FRAME's bytes ahead while
+    `read_array` reads the array from the file itself: a wrapper whose BUILD lies inside a
+    frame has its array right after the frame's end, and the opcodes left in the frame are
+    read before it. Several such wrappers' arrays follow one another, in BUILD order.
+    """
     limits = ctx.config.limits
     source = ByteSource(stream, ctx.check_deadline, limits)
     layout = Layout()
     hooks = _WrapperHooks()
     machine = PickleMachine(default_policy(), limits.max_pickle_bytes, hooks)
     start = 0
+    frame_end: int | None = None
+    pending: list[tuple[int, Instance]] = []
     try:
         for offset, opcode, arg in iter_opcodes(source, limits, ctx.check_deadline):
+            if frame_end is not None and source.offset > frame_end:
+                raise PickleDamage(offset, f"{opcode.name} runs past the end of its FRAME")
+            if opcode.name == "FRAME":
+                if frame_end is not None:
+                    raise PickleDamage(offset, "FRAME before the end of the current frame")
+                assert isinstance(arg, int)
+                frame_end = source.offset + arg
             machine.feed(offset, opcode, arg)
             wrapper = hooks.take_wrapper()
-            if wrapper is None:
-                continue
-            layout.outer.append((start, source.offset))
-            data = _array_data(wrapper)
-            if data is None:
-                layout.problem = (
-                    offset,
-                    "array wrapper with a shape or dtype we cannot read",
-                    "MW-JOBLIB-LAYOUT",
-                )
-                return layout
-            layout.arrays += 1
-            if data.pickled:
-                nested_start = source.offset
-                for _ in iter_opcodes(source, limits, ctx.check_deadline):
-                    pass
-                layout.nested.append((nested_start, source.offset))
-            else:
-                if data.padded:
-                    source.skip(source.read_exact(1, "array padding length")[0], "padding")
-                source.skip(data.size, "array data")
-            start = source.offset
+            if wrapper is not None:
+                pending.append((offset, wrapper))
+            if frame_end is not None and source.offset >= frame_end:
+                frame_end = None
+            if pending and frame_end is None:
+                layout.outer.append((start, source.offset))
+                for at, built in pending:
+                    if not _read_array(source, built, at, layout, ctx):
+                        return layout
+                pending.clear()
+                start = source.offset
     except (PickleDamage, ScanAborted) as exc:
         if isinstance(exc, ScanAborted) and exc.rule_id == "MW-LIMIT-TIME":
             raise
@@ -290,8 +346,35 @@ def read_layout(stream: BinaryIO, ctx: ScanContext) -> Layout:
         else:
             layout.problem = (source.offset, exc.message, exc.rule_id)
         return layout
+    finally:
+        layout.external = hooks.external
     layout.outer.append((start, source.offset))
     return layout
+
+
+def _read_array(
+    source: ByteSource, wrapper: Instance, offset: int, layout: Layout, ctx: ScanContext
+) -> bool:
+    """Skip (raw) or locate (object: a nested pickle) one array; False if it is unreadable."""
+    data = _array_data(wrapper)
+    if data is None:
+        layout.problem = (
+            offset,
+            "array wrapper with a shape or dtype we cannot read",
+            "MW-JOBLIB-LAYOUT",
+        )
+        return False
+    layout.arrays += 1
+    if data.pickled:
+        nested_start = source.offset
+        for _ in iter_opcodes(source, ctx.config.limits, ctx.check_deadline):
+            pass
+        layout.nested.append((nested_start, source.offset))
+    else:
+        if data.padded:
+            source.skip(source.read_exact(1, "array padding length")[0], "padding")
+        source.skip(data.size, "array data")
+    return True
 
 
 # -- the scanner ------------------------------------------------------------------------
@@ -336,6 +419,8 @@ class JoblibScanner:
                 blob.location.at(offset),
                 f"joblib file not read to its end ({message}); the rest is not scanned",
             )
+        for external in layout.external:
+            _report_external(external, blob, ctx)
         with opener() as stream:
             scan_pickle_ranges(stream, layout.outer, 0, blob.location, ctx)
         for piece in layout.nested:
@@ -354,6 +439,38 @@ class JoblibScanner:
             return _open_decompressed(codec, raw, limit, ctx.charge_decompressed)
 
         return plain if codec is None else decompressed
+
+
+def _report_external(external: ExternalArray, blob: Blob, ctx: ScanContext) -> None:
+    """A legacy wrapper: `joblib.load` opens the file it names, next to the dump or anywhere."""
+    name = external.filename
+    loads = (
+        "np.load(..., allow_pickle=True)"
+        if external.wrapper == "NDArrayWrapper"
+        else "a zlib read into an array"
+    )
+    outside = name is None or PurePath(name).is_absolute() or ".." in PurePath(name).parts
+    if outside:
+        severity = Severity.CRITICAL if external.wrapper == "NDArrayWrapper" else Severity.HIGH
+        where = "a path the pickle computes" if name is None else f"{name!r}"
+        ctx.report(
+            "MW-JOBLIB-EXTERNAL-ARRAY",
+            severity,
+            blob.location.at(external.offset),
+            f"joblib.load reads this {external.wrapper}'s array from {where}, outside the"
+            f" dump's folder, with {loads}: the pickle chooses which file is deserialised;"
+            " do not load this file",
+            evidence=f"{external.wrapper} filename={name!r}",
+        )
+    else:
+        ctx.report(
+            "MW-JOBLIB-EXTERNAL-ARRAY",
+            Severity.LOW,
+            blob.location.at(external.offset),
+            f"joblib.load reads this {external.wrapper}'s array from the sibling file {name!r}"
+            f" (a joblib < 0.10 multi-file dump) with {loads}; scan that file too",
+            evidence=f"{external.wrapper} filename={name!r}",
+        )
 
 
 def _first_decompressed(blob: Blob, codec: str) -> bytes:
