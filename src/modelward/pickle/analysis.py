@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from modelward.findings import Location, Severity
 from modelward.formats.base import ScanContext
 from modelward.pickle import knowledge
+from modelward.pickle.embedded import iter_opcodes_and_embedded
 from modelward.pickle.knowledge import Outcome, Use
 from modelward.pickle.machine import MAX_MARK_DEPTH, ImportedGlobal, PickleMachine
 from modelward.pickle.policy import GlobalPolicy, Verdict, default_policy, dunder_parts
 from modelward.pickle.sniff import parses_cleanly
-from modelward.pickle.walker import ByteSource, PickleDamage, iter_opcodes
+from modelward.pickle.walker import ByteSource, PickleDamage
 
 __all__ = ["StreamOutcome", "analyse_stream", "parses_cleanly"]  # sniffing lives in sniff.py
 
@@ -37,7 +38,7 @@ def analyse_stream(source: ByteSource, location: Location, ctx: ScanContext) -> 
     count = 0
     damage: PickleDamage | None = None
     try:
-        for offset, opcode, arg in iter_opcodes(source, ctx.config.limits, ctx.check_deadline):
+        for offset, opcode, arg in iter_opcodes_and_embedded(source, location, ctx):
             count += 1
             machine.feed(offset, opcode, arg)
     except PickleDamage as exc:

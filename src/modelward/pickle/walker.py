@@ -59,6 +59,35 @@ class Skipped:
     length: int
 
 
+class LargePayload:
+    """A byte or text argument longer than the walker keeps, about to be skipped.
+
+    A `iter_opcodes` hook may `peek` at its first bytes, or `read` it whole (it is then
+    not skipped); it starts at the source's position, after its length field.
+    """
+
+    def __init__(
+        self, source: ByteSource, opcode: Opcode, offset: int, length: int, text: bool
+    ) -> None:
+        self.opcode = opcode
+        self.offset = offset
+        self.length = length
+        self.text = text
+        self._source = source
+        self.consumed = False
+
+    def peek(self, n: int) -> bytes:
+        return b"" if self.consumed else self._source.peek(min(n, self.length))
+
+    def read(self) -> bytes:
+        data = self._source.read_exact(self.length, f"the argument of {self.opcode.name}")
+        self.consumed = True
+        return data
+
+
+PayloadHook = Callable[[LargePayload], None]
+
+
 class ByteSource:
     """A forward-only reader over a stream that knows its offset and can peek and skip.
 
@@ -216,9 +245,16 @@ ArgValue = int | float | str | bytes | tuple[str, str] | Skipped | None
 
 
 def iter_opcodes(
-    source: ByteSource, limits: Limits, tick: Callable[[], None]
+    source: ByteSource,
+    limits: Limits,
+    tick: Callable[[], None],
+    large: PayloadHook | None = None,
 ) -> Iterator[tuple[int, Opcode, ArgValue]]:
-    """Yield `(offset, opcode, argument)` until STOP (included) or damage (raised)."""
+    """Yield `(offset, opcode, argument)` until STOP (included) or damage (raised).
+
+    `large`, when given, sees each counted byte/text argument too long to keep before it
+    is skipped (`LargePayload`): embedded pickles are found that way.
+    """
     count = 0
     while True:
         count += 1
@@ -237,12 +273,18 @@ def iter_opcodes(
         opcode = OPCODES.get(code)
         if opcode is None:
             raise PickleDamage(offset, f"byte 0x{code:02x} is not a pickle opcode")
-        yield offset, opcode, None if opcode.arg is Arg.NONE else _read_arg(source, opcode, offset)
+        yield (
+            offset,
+            opcode,
+            None if opcode.arg is Arg.NONE else _read_arg(source, opcode, offset, large),
+        )
         if opcode.name == "STOP":
             return
 
 
-def _read_arg(source: ByteSource, opcode: Opcode, offset: int) -> ArgValue:
+def _read_arg(
+    source: ByteSource, opcode: Opcode, offset: int, large: PayloadHook | None = None
+) -> ArgValue:
     arg = opcode.arg
     what = f"the argument of {opcode.name}"
     if arg is Arg.U1:
@@ -263,7 +305,7 @@ def _read_arg(source: ByteSource, opcode: Opcode, offset: int) -> ArgValue:
         return _line_arg(source, opcode, offset, what)
     if arg is Arg.TWO_LINES:
         return (_name_line(source, opcode, offset), _name_line(source, opcode, offset))
-    return _counted_arg(source, opcode, offset, what)
+    return _counted_arg(source, opcode, offset, what, large)
 
 
 _LINE_ARGS = frozenset(
@@ -406,7 +448,9 @@ def _name_line(source: ByteSource, opcode: Opcode, offset: int) -> str:
         raise PickleDamage(offset, f"{opcode.name} module or name is not UTF-8") from None
 
 
-def _counted_arg(source: ByteSource, opcode: Opcode, offset: int, what: str) -> ArgValue:
+def _counted_arg(
+    source: ByteSource, opcode: Opcode, offset: int, what: str, large: PayloadHook | None
+) -> ArgValue:
     arg = opcode.arg
     if arg in (Arg.BYTES_U1, Arg.TEXT_U1, Arg.LONG_U1):
         length = source.read_exact(1, what)[0]
@@ -433,7 +477,12 @@ def _counted_arg(source: ByteSource, opcode: Opcode, offset: int, what: str) -> 
     )
     keep = KEEP_TEXT if as_text else KEEP_BYTES
     if length > keep:
-        source.skip(length, what)
+        payload = None
+        if large is not None:
+            payload = LargePayload(source, opcode, offset, length, as_text)
+            large(payload)
+        if payload is None or not payload.consumed:
+            source.skip(length, what)
         return Skipped("text" if as_text else "bytes", length)
     data = source.read_exact(length, what)
     if not as_text:

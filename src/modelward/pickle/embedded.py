@@ -1,0 +1,304 @@
+"""Pickles carried as data inside a pickle: raw, base64, hex or zlib-compressed.
+
+A byte or text argument can hold a whole pickle that some code calls `pickle.loads`,
+`torch.load` or `base64.b64decode` on later (a Keras `TorchModuleWrapper`, a cache, a
+deliberately staged payload). Nothing in the outer stream runs it, so what it would
+import is reported as `MW-PICKLE-EMBEDDED` at MEDIUM, with how it was encoded.
+
+Only what looks like a pickle is read: short arguments the walker keeps are checked
+in place; longer ones (tensor and array bytes) are peeked at, a few KiB, and read whole
+(at most `MAX_EMBEDDED_BYTES`) only when their decoded start sniffs as a pickle. zlib
+output is charged to the file's decompression budget. Embedding nests at most
+`MAX_DEPTH` deep and each payload is decoded through at most `MAX_LAYERS` layers
+(base64 of zlib of a pickle is two).
+"""
+
+from __future__ import annotations
+
+import binascii
+import io
+import re
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from modelward.findings import Location, Severity
+from modelward.pickle import knowledge
+from modelward.pickle.knowledge import Outcome, Use
+from modelward.pickle.machine import ImportedGlobal, PickleMachine
+from modelward.pickle.opcodes import Opcode
+from modelward.pickle.policy import GlobalPolicy, Verdict, default_policy
+from modelward.pickle.sniff import looks_like_pickle, walk_head
+from modelward.pickle.walker import ArgValue, ByteSource, LargePayload, PickleDamage, iter_opcodes
+
+if TYPE_CHECKING:  # formats import this module through the pickle scanner
+    from modelward.formats.base import ScanContext
+
+RULE = "MW-PICKLE-EMBEDDED"
+#: Largest embedded pickle read (decoded size); bigger payloads are only peeked at.
+MAX_EMBEDDED_BYTES = 16 * 1024 * 1024
+#: Pickles inside pickles inside pickles: deeper ones are not looked for.
+MAX_DEPTH = 3
+#: Encodings peeled off one payload (base64 of zlib of a pickle is two).
+MAX_LAYERS = 3
+#: Bytes of a long payload looked at before deciding to read it.
+PEEK_BYTES = 64 * 1024
+#: Decoded bytes sniffed.
+SNIFF_BYTES = 4096
+#: Shortest argument worth a look (the smallest dangerous pickle is longer).
+MIN_LENGTH = 12
+
+_B64 = re.compile(rb"[A-Za-z0-9+/_-]+={0,2}")
+_HEX = re.compile(rb"[0-9A-Fa-f]+")
+#: Protocol 0 pickles start with a value push or a MARK and hold newlines.
+_TEXT_STARTS = frozenset(b"(]}cIJKLMFGNSTUVX)PCi")
+
+
+def _first_bytes(first: set[int]) -> frozenset[int]:
+    """First bytes of `first`'s base64/hex encodings, layered, with `first` itself."""
+    for _ in range(MAX_LAYERS):
+        encoded = set()
+        for byte in first:
+            encoded.add(binascii.b2a_base64(bytes([byte, 0, 0]))[0])
+            encoded.add(binascii.b2a_base64(bytes([byte, 0xFF, 0xFF]))[0])
+            encoded.update(f"{byte:02x}{byte:02X}".encode()[::2])
+        first |= encoded
+    # Whitespace before base64/hex text is stripped.
+    return frozenset(first | set(b" \t\r\n"))
+
+
+#: First bytes of anything worth decoding: a pickle, zlib, and their base64/hex.
+_FIRST = _first_bytes({0x80, 0x78, *_TEXT_STARTS})
+#: First bytes that can only start a protocol 0 pickle (no encoding starts with them).
+_TEXT_ONLY = _TEXT_STARTS - _first_bytes({0x80, 0x78})
+
+
+def iter_opcodes_and_embedded(
+    source: ByteSource, location: Location, ctx: ScanContext
+) -> Iterator[tuple[int, Opcode, ArgValue]]:
+    """`iter_opcodes` for a scan: the same opcodes, with embedded pickles scanned in passing."""
+    finder = EmbeddedPickles(location, ctx, depth=1)
+    for item in iter_opcodes(source, ctx.config.limits, ctx.check_deadline, finder.large):
+        offset, opcode, arg = item
+        if isinstance(arg, bytes | str) and len(arg) >= MIN_LENGTH:
+            finder.check(arg, opcode.name, offset)
+        yield item
+
+
+@dataclass(frozen=True)
+class _Found:
+    """A decoded payload that sniffs as a pickle, and the encodings peeled to reach it."""
+
+    data: bytes
+    chain: tuple[str, ...]
+
+
+class EmbeddedPickles:
+    """Finds and scans the pickles embedded in one stream's arguments, `depth` levels down."""
+
+    def __init__(
+        self,
+        location: Location,
+        ctx: ScanContext,
+        depth: int,
+        outer: tuple[int, str] | None = None,
+        via: tuple[str, ...] = (),
+    ) -> None:
+        self._location = location
+        self._ctx = ctx
+        self._depth = depth
+        #: For nested finders: the outermost argument's offset and opcode, where we report.
+        self._outer = outer
+        self._via = via
+
+    # -- finding ---------------------------------------------------------------------
+
+    def check(self, arg: bytes | str, opcode: str, offset: int) -> None:
+        """A kept argument: decode and scan it when it holds a pickle."""
+        first = ord(arg[0]) if isinstance(arg, str) else arg[0]
+        if first not in _FIRST:
+            return  # the common case, decided on one byte
+        if first in _TEXT_ONLY and not _has_newline(arg):
+            return  # could only be protocol 0, which needs newlines
+        data = arg.encode("latin-1", "replace") if isinstance(arg, str) else arg
+        found = _decode(data, self._ctx, full=True)
+        if found is not None:
+            self._scan(found, opcode, offset)
+
+    def large(self, payload: LargePayload) -> None:
+        """A long argument the walker is about to skip: peek, and read it if it is a pickle."""
+        head = payload.peek(PEEK_BYTES)
+        if len(head) < MIN_LENGTH or _decode(head, self._ctx, full=False) is None:
+            return
+        if payload.length > 2 * MAX_EMBEDDED_BYTES:  # hex doubles the size
+            self._report_unread(payload)
+            return
+        found = _decode(payload.read(), self._ctx, full=True)
+        if found is not None:
+            self._scan(found, payload.opcode.name, payload.offset)
+
+    def _report_unread(self, payload: LargePayload) -> None:
+        offset, opcode = self._outer or (payload.offset, payload.opcode.name)
+        self._ctx.report(
+            RULE,
+            Severity.MEDIUM,
+            self._location.at(offset),
+            f"a {payload.length}-byte {opcode} argument starts like a pickle but is larger than"
+            f" {MAX_EMBEDDED_BYTES} bytes; it was not scanned, and runs if something loads it",
+            evidence=f"{opcode} at offset {offset}: {payload.peek(16).hex()}",
+        )
+
+    # -- scanning --------------------------------------------------------------------
+
+    def _scan(self, found: _Found, opcode: str, offset: int) -> None:
+        outer = self._outer or (offset, opcode)
+        via = (*self._via, f"{'+'.join(found.chain) or 'raw'} in {opcode}")
+        policy = default_policy().with_allowed(self._ctx.config.allow_globals)
+        machine = PickleMachine(policy, self._ctx.config.limits.max_pickle_bytes)
+        nested = (
+            EmbeddedPickles(self._location, self._ctx, self._depth + 1, outer, via)
+            if self._depth < MAX_DEPTH
+            else None
+        )
+        source = ByteSource(
+            io.BytesIO(found.data), self._ctx.check_deadline, self._ctx.config.limits
+        )
+        hook = nested.large if nested is not None else None
+        try:
+            for inner_offset, inner_op, arg in iter_opcodes(
+                source, self._ctx.config.limits, self._ctx.check_deadline, hook
+            ):
+                machine.feed(inner_offset, inner_op, arg)
+                if nested is not None and isinstance(arg, bytes | str) and len(arg) >= MIN_LENGTH:
+                    nested.check(arg, inner_op.name, inner_offset)
+        except PickleDamage:
+            pass  # what was seen before the damage is what a loader would have run
+        self._report(machine, policy, outer, via)
+
+    def _report(
+        self,
+        machine: PickleMachine,
+        policy: GlobalPolicy,
+        outer: tuple[int, str],
+        via: tuple[str, ...],
+    ) -> None:
+        offset = outer[0]
+        where = " inside ".join(reversed(via))
+        for imported in machine.imports:
+            why = _dangerous(imported, policy)
+            if why is None:
+                continue
+            self._ctx.report(
+                RULE,
+                Severity.MEDIUM,
+                self._location.at(offset),
+                f"a pickle embedded as data ({where}) {why}; loading this file does not run"
+                " it, but whatever unpickles that data later does",
+                evidence=f"{where} at offset {offset}: {imported.path} {_use(imported)}",
+            )
+        for hidden in machine.unresolved:
+            self._ctx.report(
+                RULE,
+                Severity.MEDIUM,
+                self._location.at(offset),
+                f"a pickle embedded as data ({where}) {hidden.what}; what it calls cannot be"
+                " known before it runs",
+                evidence=f"{where} at offset {offset}: {hidden.what}",
+            )
+
+
+def _has_newline(arg: bytes | str) -> bool:
+    return "\n" in arg if isinstance(arg, str) else b"\n" in arg
+
+
+def _dangerous(imported: ImportedGlobal, policy: GlobalPolicy) -> str | None:
+    """Why an embedded import matters, or None: deny-listed, or a call nothing vouches for."""
+    if imported.extension_code is not None or imported.dynamic:
+        return "imports a name that cannot be vetted" if imported.uses else None
+    verdict = policy.verdict(imported.path)
+    if verdict is Verdict.DENIED:
+        return f"imports {imported.path}, which can execute code or reach the system"
+    if verdict is Verdict.ALLOWED:
+        return None
+    known = knowledge.lookup(imported.module, imported.name)
+    for use in imported.uses:
+        judgement = known.judge(use) if known is not None else None
+        if judgement is not None and judgement.outcome is Outcome.SINK:
+            return f"uses {imported.path}, which reaches {judgement.sink}"
+        if use is Use.CALL and (judgement is None or judgement.outcome is Outcome.UNKNOWN):
+            return f"calls {imported.path}, which is on no list"
+    return None
+
+
+def _use(imported: ImportedGlobal) -> str:
+    if imported.called:
+        return f"called with {'; '.join(imported.call_args)}"
+    return ", ".join(use.value for use in imported.uses) or "referenced only"
+
+
+# -- decoding ------------------------------------------------------------------------
+
+
+def _decode(data: bytes, ctx: ScanContext, *, full: bool) -> _Found | None:
+    """Peel base64, hex and zlib layers off `data` until it sniffs as a pickle, or None.
+
+    With `full` false, `data` is only the start of a payload: the answer says whether
+    it is worth reading whole, and nothing is charged.
+    """
+    chain: list[str] = []
+    for _ in range(MAX_LAYERS + 1):
+        if _is_pickle(data):
+            return _Found(data, tuple(chain))
+        if len(chain) == MAX_LAYERS:
+            return None
+        decoded = _peel(data, ctx, full=full)
+        if decoded is None:
+            return None
+        name, data = decoded
+        chain.append(name)
+    return None
+
+
+def _is_pickle(data: bytes) -> bool:
+    head = data[:SNIFF_BYTES]
+    if head[:1] == b"\x80":
+        return looks_like_pickle(head) and walk_head(head).ending != "damage"
+    if head[:1] and head[0] in _TEXT_STARTS and b"\n" in head:
+        return walk_head(head).ending in ("import", "call", "stop")
+    return False
+
+
+def _peel(data: bytes, ctx: ScanContext, *, full: bool) -> tuple[str, bytes] | None:
+    """One layer of encoding off `data`: (its name, the decoded bytes), or None."""
+    if len(data) >= 2 and data[0] == 0x78 and ((data[0] << 8) | data[1]) % 31 == 0:
+        return _inflate(data, ctx, full=full)
+    stripped = data.strip()
+    if len(stripped) >= MIN_LENGTH and _HEX.fullmatch(stripped if full else stripped[:8192]):
+        body = stripped if full else stripped[: 2 * SNIFF_BYTES]
+        try:
+            return "hex", binascii.unhexlify(body[: len(body) // 2 * 2])
+        except binascii.Error:
+            return None
+    compact = stripped.replace(b"\n", b"").replace(b"\r", b"")
+    if len(compact) >= MIN_LENGTH and _B64.fullmatch(compact if full else compact[:8192]):
+        body = compact if full else compact[: (SNIFF_BYTES // 3 + 1) * 4]
+        if not full:
+            body = body[: len(body) // 4 * 4]
+        try:
+            decoded = binascii.a2b_base64(body.replace(b"-", b"+").replace(b"_", b"/"))
+        except binascii.Error:
+            return None
+        return "base64", decoded
+    return None
+
+
+def _inflate(data: bytes, ctx: ScanContext, *, full: bool) -> tuple[str, bytes] | None:
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(data, MAX_EMBEDDED_BYTES if full else SNIFF_BYTES)
+    except zlib.error:
+        return None
+    if full:
+        ctx.charge_decompressed(len(out))
+    return "zlib", out
