@@ -181,3 +181,72 @@ def test_marshal_reader_survives_mutated_code(data: st.DataObject) -> None:
         raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
     cut = data.draw(st.integers(0, len(raw)))
     _read_or_reject(bytes(raw[:cut]))
+
+
+# -- Lambda functions in any encoding --------------------------------------------------
+
+_OS_SOURCE = "lambda x: __import__('os').system('true') or x"
+
+
+def _lambda_source_archive(tmp_path: Path, source: str) -> Path:
+    """A real Keras save of `Lambda(lambda x: x * 2)`, its function then written as source."""
+    import zipfile
+
+    saved = km.save(km.harmless_lambda_model(), tmp_path / "saved.keras")
+    edited = tmp_path / "source.keras"
+    with zipfile.ZipFile(saved) as src, zipfile.ZipFile(edited, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                [layer] = [la for la in config["config"]["layers"] if la["class_name"] == "Lambda"]
+                assert layer["config"]["function"]["class_name"] == "__lambda__"
+                layer["config"]["function"] = source
+                data = json.dumps(config).encode()
+            dst.writestr(item, data)
+    return edited
+
+
+def test_keras3_lambda_as_source_string_is_found(tmp_path: Path) -> None:
+    report = modelward.scan(_lambda_source_archive(tmp_path, _OS_SOURCE))
+    [hit] = [f for f in report.findings if f.rule_id == "MW-KERAS-LAMBDA"]
+    assert hit.severity == Severity.CRITICAL
+    assert "system" in hit.message
+
+
+def test_harmless_lambda_source_is_high_like_bytecode(tmp_path: Path) -> None:
+    report = modelward.scan(_lambda_source_archive(tmp_path, "lambda x: x * 2.0"))
+    assert [f.severity for f in report.findings if f.rule_id == "MW-KERAS-LAMBDA"] == [
+        Severity.HIGH
+    ]
+
+
+def test_function_named_by_a_plain_name_is_not_a_lambda() -> None:
+    lam = {"class_name": "Lambda", "config": {"name": "l", "function": "relu"}}
+    assert _analyse({"class_name": "Sequential", "config": {"layers": [lam]}}).findings == []
+
+
+@pytest.mark.parametrize("function_type", ["lambda", "raw", None])
+def test_legacy_lambda_source_in_h5_model_config(function_type: str | None, tmp_path: Path) -> None:
+    config = json.loads(km.legacy_lambda_config(km.os_lambda_bytecode()))
+    lam = config["config"]["layers"][1]["config"]
+    lam["function"] = [_OS_SOURCE, None, None] if function_type == "lambda" else _OS_SOURCE
+    if function_type is None:
+        del lam["function_type"]
+    else:
+        lam["function_type"] = function_type
+    path = km.write_h5_with_config(tmp_path / "legacy.h5", json.dumps(config))
+    report = modelward.scan(path)
+    assert [(f.rule_id, f.severity) for f in report.findings if f.severity > Severity.INFO] == [
+        ("MW-KERAS-LAMBDA", Severity.CRITICAL)
+    ]
+
+
+def test_raw_unicode_escape_bytecode_is_read() -> None:
+    # keras.utils.func_load falls back to `code.encode("raw_unicode_escape")` when the
+    # string is not base64: the bytecode may be spelled that way.
+    raw = km.os_lambda_bytecode().decode("latin-1")
+    lam = {"class_name": "__lambda__", "config": {"code": raw}}
+    [hit] = _analyse({"class_name": "Lambda", "config": {"function": lam}}).findings
+    assert hit.severity == Severity.CRITICAL
+    assert "could not be read" not in hit.message

@@ -9,6 +9,7 @@ reader, never `marshal.loads`), `function` entries name a function in any module
 
 from __future__ import annotations
 
+import ast
 import base64
 import binascii
 import json
@@ -20,7 +21,7 @@ from typing import Any
 from modelward.findings import Location, Severity
 from modelward.formats import pycode
 from modelward.formats._datafile import load_table
-from modelward.formats._marshal import MarshalError, read_code
+from modelward.formats._marshal import CodeInfo, MarshalError, read_code
 from modelward.formats.base import Blob, ScanContext
 from modelward.formats.zip import read_zip, scan_members, zip_member_names
 
@@ -181,6 +182,12 @@ def _check_legacy_lambda(
             _report_function(
                 str(module), function, f"{path}.config.function", location, ctx, source
             )
+    # A function (or output_shape) written as Python source, in any config shape: Keras 3
+    # (no function_type), tf.keras `raw`, or edited by hand for a loader that evaluates it.
+    for key in ("function", "output_shape"):
+        value = config.get(key)
+        if isinstance(value, str) and not (key == "function" and kind in ("lambda", "function")):
+            _check_lambda_source(value, f"{path}.config.{key}", location, ctx, source)
 
 
 def _check_lambda(code: Any, path: str, location: Location, ctx: ScanContext, source: str) -> None:
@@ -196,8 +203,10 @@ def _check_lambda(code: Any, path: str, location: Location, ctx: ScanContext, so
         )
         return
     try:
-        info = read_code(base64.b64decode(code.encode("ascii", errors="replace")))
+        info = _read_lambda_code(code)
     except (binascii.Error, ValueError, MarshalError) as exc:
+        if _check_lambda_source(code, path, location, ctx, source):
+            return  # not bytecode but Python source
         ctx.report(
             "MW-KERAS-LAMBDA",
             Severity.HIGH,
@@ -227,6 +236,77 @@ def _check_lambda(code: Any, path: str, location: Location, ctx: ScanContext, so
             :1000
         ],
     )
+
+
+def _read_lambda_code(code: str) -> CodeInfo:
+    """Marshalled code as `keras.utils.func_load` takes it: base64, else the raw bytes
+    spelled as raw-unicode-escape text."""
+    try:
+        raw = base64.b64decode(code.encode("ascii"), validate=False)
+    except (UnicodeEncodeError, binascii.Error):
+        raw = code.encode("raw_unicode_escape")
+    try:
+        return read_code(raw)
+    except MarshalError:
+        try:
+            return read_code(code.encode("raw_unicode_escape"))
+        except (MarshalError, UnicodeEncodeError):
+            pass
+        raise
+
+
+#: Source nodes that make a string code rather than a name (`relu`, `keras.ops.relu`).
+_CODE_NODES = (
+    ast.Lambda,
+    ast.Call,
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.ClassDef,
+    ast.Import,
+    ast.ImportFrom,
+    ast.Assign,
+    ast.Subscript,
+    ast.BinOp,
+    ast.IfExp,
+)
+
+
+def _check_lambda_source(
+    code: str, path: str, location: Location, ctx: ScanContext, source: str
+) -> bool:
+    """Report a Lambda function written as Python source; False when `code` is not source."""
+    try:
+        tree = pycode.parse_python(code)
+    except (SyntaxError, ValueError):
+        return False
+    if not any(isinstance(node, _CODE_NODES) for node in ast.walk(tree)):
+        return False  # a bare name: Keras looks it up, nothing is evaluated
+    names = [
+        n.id if isinstance(n, ast.Name) else n.attr
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Name | ast.Attribute)
+    ]
+    strings = [
+        n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+    ]
+    uses = pycode.find_code_uses(tree, ctx)
+    risky = pycode.dangerous_modules() | pycode.dangerous_leaves()
+    dangerous = sorted({n for n in (*names, *strings) if n in risky} | {u.name for u in uses})
+    severity = Severity.CRITICAL if dangerous else Severity.HIGH
+    message = (
+        f"Lambda layer Python source reaches the OS or runs code ({', '.join(dangerous)})"
+        if dangerous
+        else "Lambda layer carries Python source"
+    )
+    ctx.report(
+        "MW-KERAS-LAMBDA",
+        severity,
+        location,
+        f"{message}; it runs if a loader evaluates it (safe_mode=False, legacy tf.keras, or"
+        " custom loading code)",
+        evidence=f"{source} {path}: {code[:300]!r}",
+    )
+    return True
 
 
 def _report_function(
