@@ -99,3 +99,88 @@ def test_fuzz_random_headers_never_crash(data: bytes) -> None:
 )
 def test_fuzz_mutated_files_never_crash(edits: list[tuple[int, int]], keep: int) -> None:
     assert_never_crashes(scan_bytes(mutated(_VALID, edits, keep), ".safetensors"))
+
+
+# -- code-like strings in __metadata__ -----------------------------------------------------
+
+
+def _with_metadata(tmp_path: Path, metadata: dict[str, str]) -> Path:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "model.safetensors"
+    save_file({"w": np.zeros((2, 2), dtype=np.float32)}, str(path), metadata=metadata)
+    return path
+
+
+def _metadata_code(path: Path) -> list[tuple[str, Severity]]:
+    return [
+        (f.rule_id, f.severity)
+        for f in modelward.scan(path).findings
+        if f.rule_id == "MW-SAFETENSORS-METADATA-CODE"
+    ]
+
+
+def _pickle_payload(protocol: int) -> bytes:
+    import os
+    import pickle
+
+    class Call:
+        def __reduce__(self) -> tuple[object, ...]:
+            return (os.system, ("true",))
+
+    return pickle.dumps(Call(), protocol=protocol)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "__import__('os').system('true')",
+        "import os; os.system('true')",
+        "lambda x: x",
+        "eval(payload)",
+        "getattr(builtins, 'ex' + 'ec')('1')",
+        "base64",
+        "hex",
+        "protocol-0",
+    ],
+)
+def test_code_like_metadata_is_at_least_low(value: str, tmp_path: Path) -> None:
+    import base64
+
+    if value == "base64":
+        value = base64.b64encode(_pickle_payload(4)).decode()
+    elif value == "hex":
+        value = _pickle_payload(2).hex()
+    elif value == "protocol-0":
+        value = _pickle_payload(0).decode("latin-1")
+    assert _metadata_code(_with_metadata(tmp_path, {"note": value})) == [
+        ("MW-SAFETENSORS-METADATA-CODE", Severity.LOW)
+    ]
+
+
+def test_ordinary_metadata_is_clean(tmp_path: Path) -> None:
+    import json
+
+    ordinary = {
+        "format": "pt",
+        "total_size": "1234567",
+        "base_model": "meta-llama/Llama-2-7b-hf",
+        "peft_config": json.dumps(
+            {"r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"], "bias": "none"}
+        ),
+        "description": "Fine-tuned (LoRA) on the Alpaca data set.\nSee the model card.",
+        "dtype": "torch.float16",
+        "sha256": "ab" * 32,
+        "version": "4.40.0",
+    }
+    assert _metadata_code(_with_metadata(tmp_path, ordinary)) == []
+
+
+def test_transformers_and_torch_saves_are_clean(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    path = tmp_path / "model.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path), metadata={"format": "pt"})
+    assert modelward.scan(path).findings == []

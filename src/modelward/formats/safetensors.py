@@ -9,14 +9,19 @@ and never read past it.
 
 from __future__ import annotations
 
+import ast
+import base64
+import binascii
 import json
 import math
+import re
 from typing import Any
 
 from modelward.findings import Severity
 from modelward.formats._capped import CappedReporter
 from modelward.formats._extents import Extent, layout_problems
 from modelward.formats.base import Blob, ScanContext
+from modelward.pickle.sniff import looks_like_pickle, walk_head
 
 #: Bits per element of every dtype the safetensors specification defines.
 DTYPE_BITS: dict[str, int] = {
@@ -49,6 +54,84 @@ _EVIDENCE_CHARS = 200
 
 class _DuplicateKey(ValueError):
     pass
+
+
+#: Substrings that only code has.
+_CODE_MARKERS = (
+    "__import__",
+    "__builtins__",
+    "__globals__",
+    "__subclasses__",
+    "os.system",
+    "os.popen",
+    "subprocess.",
+    "eval(",
+    "exec(",
+    "compile(",
+    "pickle.loads",
+    "marshal.loads",
+)
+#: Python source nodes that make a value code rather than data.
+_CODE_NODES = (
+    ast.Call,
+    ast.Import,
+    ast.ImportFrom,
+    ast.Lambda,
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.ClassDef,
+)
+#: Longest value parsed as Python.
+_MAX_PARSED = 64 * 1024
+_B64 = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
+_HEX = re.compile(r"(?:[0-9A-Fa-f]{2}){8,}")
+
+
+def code_in_metadata(value: str) -> str | None:
+    """Why a metadata string looks like code or a pickle, or None for ordinary metadata."""
+    marker = next((m for m in _CODE_MARKERS if m in value), None)
+    if marker is not None:
+        return f"holds {marker!r}"
+    hints = ("(", "import", "lambda", "\n")
+    if len(value) <= _MAX_PARSED and any(hint in value for hint in hints):
+        try:
+            tree = ast.parse(value)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            tree = None
+        if tree is not None and any(isinstance(n, _CODE_NODES) for n in ast.walk(tree)):
+            return "is Python code with calls or imports"
+    stripped = value.strip()
+    for name, pattern, decode in (
+        ("base64", _B64, _base64_head),
+        ("hex", _HEX, _hex_head),
+    ):
+        if pattern.fullmatch(stripped):
+            try:
+                head = decode(stripped)
+            except (binascii.Error, ValueError):
+                continue
+            if _is_pickle(head):
+                return f"is a {name}-encoded pickle"
+    if _is_pickle(value.encode("utf-8", "surrogatepass")[:4096]):
+        return "is a pickle"
+    return None
+
+
+def _is_pickle(head: bytes) -> bool:
+    """A pickle's start (PROTO), or bytes whose walk reaches an import or a call."""
+    head = head[:4096]
+    if head[:1] == b"\x80":
+        return looks_like_pickle(head)
+    return walk_head(head).ending in ("import", "call")
+
+
+def _base64_head(text: str) -> bytes:
+    part = text[:5464]
+    return base64.b64decode(part + "=" * (-len(part) % 4))
+
+
+def _hex_head(text: str) -> bytes:
+    return bytes.fromhex(text[:8192])
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -189,6 +272,16 @@ class SafetensorsScanner:
                     f"__metadata__ value for {key[:_EVIDENCE_CHARS]!r} is a"
                     f" {type(value).__name__}, not a string",
                     evidence=json.dumps(value)[:_EVIDENCE_CHARS],
+                )
+                continue
+            why = code_in_metadata(value)
+            if why is not None:
+                out.report(
+                    "MW-SAFETENSORS-METADATA-CODE",
+                    Severity.LOW,
+                    f"__metadata__ value for {key[:_EVIDENCE_CHARS]!r} {why}; safetensors"
+                    " never runs it, but code that reads the metadata might",
+                    evidence=value[:_EVIDENCE_CHARS],
                 )
 
     def _check_tensor(
