@@ -32,6 +32,8 @@ SCANNERS: list[FormatScanner] = [
     gguf.GGUF,
     # A tar header (valid checksum) before formats that sniff past offset 0 (HDF5 at 512,
     # a zip's end), which would otherwise claim a tar whose first or last member is one.
+    # torch's legacy tar checkpoint first: it is a tar, scanned as one and then as torch reads it.
+    pytorch.PYTORCH_TAR,
     archive.TAR,
     hdf5.HDF5,
     # Zip-based formats before PyTorch's zip and the generic zip they are built on.

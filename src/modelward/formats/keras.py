@@ -23,7 +23,7 @@ from modelward.formats import pycode
 from modelward.formats._datafile import load_table
 from modelward.formats._marshal import CodeInfo, MarshalError, read_code
 from modelward.formats.base import Blob, ScanContext
-from modelward.formats.zip import read_zip, scan_members, zip_member_names
+from modelward.formats.zip import ZIPFILE, read_zip, scan_members, zip_reading
 
 #: JSON values walked in one config before the rest is reported as not analysed.
 MAX_CONFIG_NODES = 2_000_000
@@ -429,7 +429,9 @@ class KerasScanner:
     name = "keras"
 
     def detect(self, blob: Blob, head: bytes) -> bool:
-        names = zip_member_names(blob, head)
+        # keras opens members with zipfile, by the name zipfile files them under (cut at NUL).
+        members = zip_reading(blob, head, ZIPFILE)
+        names = None if members is None else [m.lookup for m in members]
         return (
             names is not None
             and "config.json" in names
@@ -440,14 +442,15 @@ class KerasScanner:
         with read_zip(blob, ctx) as archive:
             others = []
             for member in archive.members:
+                name = member.lookup or member.name  # zipfile's name for it (cut at NUL)
                 if (
-                    member.name == _WEIGHTS_MEMBER
+                    name == _WEIGHTS_MEMBER
                     and not member.is_encrypted
                     and _is_hdf5(archive.member_blob(member), ctx)
                 ):
                     # Keras reads only datasets from it; its attributes never reach a loader.
                     continue
-                if member.name in _CONFIG_MEMBERS and not member.is_encrypted:
+                if name in _CONFIG_MEMBERS and not member.is_encrypted:
                     member_blob = archive.member_blob(member)
                     limit = ctx.config.limits.max_header_bytes
                     with ctx.open(member_blob) as stream:

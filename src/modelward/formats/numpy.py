@@ -19,7 +19,7 @@ from modelward.findings import Severity
 from modelward.formats._spliced import scan_pickle_ranges
 from modelward.formats.archive import IN_MEMORY_BYTES
 from modelward.formats.base import Blob, ScanAborted, ScanContext
-from modelward.formats.zip import read_zip, scan_members, zip_member_names
+from modelward.formats.zip import ZIPFILE, read_zip, scan_members, zip_reading
 
 MAGIC = b"\x93NUMPY"
 #: Header length field width for each supported major version.
@@ -191,8 +191,10 @@ class NpzScanner:
     name = "npz"
 
     def detect(self, blob: Blob, head: bytes) -> bool:
-        names = zip_member_names(blob, head)
-        return bool(names) and all(n.endswith(".npy") for n in names or ())
+        # np.load reads an .npz with zipfile, by the names zipfile files members under.
+        members = zip_reading(blob, head, ZIPFILE)
+        names = [m.lookup for m in members or ()]
+        return bool(names) and all(n.endswith(".npy") for n in names)
 
     def scan(self, blob: Blob, ctx: ScanContext) -> None:
         with read_zip(blob, ctx) as archive:
