@@ -361,7 +361,8 @@ def _frame(
     except (ValueError, EOFError, struct.error, UnicodeDecodeError, MemoryError):
         end = None
     scan_end = end if end is not None else size
-    scan_pickle_ranges(stream, [(start, scan_end)], stream.tell(), location, ctx)
+    stream.seek(start)
+    scan_pickle_ranges(stream, [(start, scan_end)], start, location, ctx)
     if end is None:
         # torch.load fails on this pickle: what it ran before failing was scanned above.
         raise _Unfollowable(f"the pickle at offset {start} does not end")
