@@ -70,8 +70,13 @@ def test_wrapper_spelled_through_getattr_is_still_read_as_joblib(tmp_path: Path)
 # -- a FRAME that runs past the wrapper ----------------------------------------------------------
 
 
-def _framed_past_wrapper(tail: bytes) -> bytes:
-    """One FRAME holding the wrapper, its BUILD and `tail`; the array bytes after the frame."""
+def _hand_dump(tail: bytes, data: bytes, *, framed: bool = True, aligned: bool = True) -> bytes:
+    """`{"a": <int8 array of data>, "b": <tail>}` as joblib writes it, by hand.
+
+    `framed`: one FRAME holding the wrapper, its BUILD and `tail`, the array bytes after
+    the frame (joblib ends its frames before an array). `aligned`: the wrapper asks for a
+    padding byte before the data (joblib >= 0.12); without it the data follows the BUILD.
+    """
     dtype = (
         stack_global("numpy", "dtype")
         + text("i1")
@@ -85,13 +90,15 @@ def _framed_past_wrapper(tail: bytes) -> bytes:
         + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t"
         + BUILD
     )
+    alignment = text("numpy_array_alignment_bytes") + b"K\x10" if aligned else b""
     state = (
         EMPTY_DICT
         + MARK
         + text("subclass")
         + stack_global("numpy", "ndarray")
         + text("shape")
-        + b"K\x03"
+        + b"K"
+        + bytes([len(data)])
         + TUPLE1
         + text("order")
         + text("C")
@@ -99,11 +106,10 @@ def _framed_past_wrapper(tail: bytes) -> bytes:
         + dtype
         + text("allow_mmap")
         + NEWFALSE
-        + text("numpy_array_alignment_bytes")
-        + b"K\x10"
+        + alignment
         + SETITEMS
     )
-    body = (
+    head = (
         EMPTY_DICT
         + text("a")
         + stack_global("joblib.numpy_pickle", "NumpyArrayWrapper")
@@ -111,14 +117,17 @@ def _framed_past_wrapper(tail: bytes) -> bytes:
         + NEWOBJ
         + state
         + BUILD
-        + SETITEM
-        + text("b")
-        + tail
-        + SETITEM
-        + STOP
     )
-    array = b"\x02\x00\x00" + bytes([1, 2, 3])  # padding length 2, padding, three int8
-    return proto(4) + b"\x95" + struct.pack("<Q", len(body)) + body + array
+    rest = SETITEM + text("b") + tail + SETITEM + STOP
+    array = (b"\x02\x00\x00" if aligned else b"") + data
+    if framed:
+        body = head + rest
+        return proto(4) + b"\x95" + struct.pack("<Q", len(body)) + body + array
+    return proto(4) + head + array + rest
+
+
+def _framed_past_wrapper(tail: bytes) -> bytes:
+    return _hand_dump(tail, bytes([1, 2, 3]))
 
 
 def test_frame_running_past_the_wrapper_is_read_as_joblib_reads_it(tmp_path: Path) -> None:
@@ -218,3 +227,52 @@ def test_nd_array_wrapper_sibling_is_low(tmp_path: Path) -> None:
 def test_pickle_of_a_plain_marker_is_not_joblib() -> None:
     """The markers above are ordinary data to pickle too (a sanity check of the fixtures)."""
     assert pickle.loads(proto(4) + _marker() + STOP) == MARKER
+
+
+# -- a wrapper first seen after the part detection looks at ---------------------------------------
+
+
+def _late_wrapper_dump(tmp_path: Path, value: object, name: str) -> Path:
+    """More than a MiB of ordinary data before the first array, as a big config or vocabulary."""
+    path = tmp_path / f"{name}.joblib"
+    vocabulary = [f"token-{i:07d}" for i in range(80_000)]
+    joblib.dump({"vocab": vocabulary, "a": np.arange(3, dtype=np.int8), "b": value}, path)
+    assert path.read_bytes().find(b"NumpyArrayWrapper") > 1024 * 1024
+    return path
+
+
+def test_wrapper_after_the_first_mib_is_read_as_joblib(tmp_path: Path) -> None:
+    twin = _late_wrapper_dump(tmp_path, MARKER, "twin")
+    assert joblib.load(twin)["b"] == MARKER
+    findings = modelward.scan(twin).results[0].findings
+    assert [f for f in findings if f.severity >= Severity.MEDIUM] == []
+    evil = _late_wrapper_dump(tmp_path, Reduces(print, ("x",)), "evil")
+    data = evil.read_bytes()
+    call = b"\x8c\x08builtins\x94\x8c\x05print"
+    assert data.count(call) == 1
+    frame = data.rindex(b"\x95", 0, data.index(call))
+    (length,) = struct.unpack("<Q", data[frame + 1 : frame + 9])
+    system = b"\x8c\x05posix\x94\x8c\x06system"
+    data = (
+        data[: frame + 1] + struct.pack("<Q", length + len(system) - len(call)) + data[frame + 9 :]
+    )
+    evil.write_bytes(data.replace(call, system))
+    assert _worst(evil) is Severity.CRITICAL
+
+
+def test_payload_in_array_bytes_a_linear_loader_runs_is_caught(tmp_path: Path) -> None:
+    """`pickle.load` reads on through the array bytes joblib takes for data: a payload there
+    runs for it (and `joblib.load` returns it as an int8 array)."""
+    twin_code = text(MARKER) + b"0"  # push a string, pop it: harmless to a linear loader
+    twin = tmp_path / "twin.joblib"
+    twin.write_bytes(_hand_dump(_marker(), twin_code, framed=False, aligned=False))
+    assert bytes(joblib.load(twin)["a"].astype(np.uint8)) == twin_code
+    assert pickle.loads(twin.read_bytes())["b"] == MARKER  # pickle.load read those bytes too
+    assert (_worst(twin) or Severity.INFO) < Severity.MEDIUM
+    payload = b"cos\nsystem\n(S'true'\ntR0"  # os.system('true'), its result popped
+    evil = tmp_path / "evil.joblib"
+    evil.write_bytes(_hand_dump(_marker(), payload, framed=False, aligned=False))
+    findings = modelward.scan(evil).results[0].findings
+    assert any(
+        f.severity is Severity.CRITICAL and "system" in (f.evidence or "") for f in findings
+    ), [(f.rule_id, f.severity, f.evidence) for f in findings]

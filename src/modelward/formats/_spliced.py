@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import bisect
 import io
+from collections.abc import Callable
 from dataclasses import replace
 from typing import BinaryIO, cast
 
-from modelward.findings import Location, ScanResult
+from modelward.findings import Finding, Location, ScanResult
 from modelward.formats.base import ScanContext
 from modelward.formats.pickle import scan_pickle_stream
 
@@ -74,10 +75,12 @@ def scan_pickle_ranges(
     position: int,
     location: Location,
     ctx: ScanContext,
+    keep: Callable[[Finding], bool] | None = None,
 ) -> int:
     """Scan the one pickle made of `ranges` of `stream`; return the streams walked (0 or 1).
 
-    Findings at an offset inside the pickle are reported at the matching stream offset.
+    Findings at an offset inside the pickle are reported at the matching stream offset;
+    with `keep`, only the findings it accepts (at their stream offsets).
     """
     inner = ScanResult(path=ctx.result.path)
     child = ScanContext(
@@ -104,5 +107,6 @@ def scan_pickle_ranges(
                 piece = max(bisect.bisect_right(starts, offset) - 1, 0)
                 moved = ranges[piece][0] + offset - starts[piece]
                 finding = replace(finding, location=finding.location.at(moved))
-            ctx.result.findings.append(finding)
+            if keep is None or keep(finding):
+                ctx.result.findings.append(finding)
         ctx.result.errors.extend(inner.errors)

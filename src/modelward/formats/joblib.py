@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import BinaryIO, cast
 
-from modelward.findings import Severity
+from modelward.findings import Finding, Severity
 from modelward.formats._spliced import scan_pickle_ranges
 from modelward.formats.base import Blob, CountingReader, ReportingReader, ScanAborted, ScanContext
 from modelward.formats.numpy import itemsize
@@ -45,7 +45,7 @@ from modelward.pickle.machine import (
     TupleValue,
     Value,
 )
-from modelward.pickle.policy import default_policy
+from modelward.pickle.policy import default_policy, wrapper_kind
 from modelward.pickle.walker import ByteSource, PickleDamage, iter_opcodes
 
 #: Where plain detection looks for a wrapper import: sklearn models have one early on.
@@ -186,31 +186,6 @@ class Layout:
     external: list[ExternalArray] = field(default_factory=list)
     #: Why the layout pass stopped before the end of the pickle: offset, message, rule id.
     problem: tuple[int, str, str] | None = None
-
-
-#: joblib's wrapper classes, by name. `NumpyUnpickler.load_build` tests the object a BUILD
-#: made with `isinstance`, so any import path that reaches these classes counts
-#: (`joblib.numpy_pickle.X`, `joblib._store_backends.numpy_pickle.X`, `joblib` +
-#: `numpy_pickle.X`, `getattr(...)`): the array follows inline (`NumpyArrayWrapper`) or is
-#: read from a file the pickle names (`NDArrayWrapper`: `np.load(allow_pickle=True)`;
-#: `ZNDArrayWrapper`: a zlib file).
-_WRAPPER_CLASSES = {
-    "NumpyArrayWrapper": "inline",
-    "NDArrayWrapper": "file",
-    "ZNDArrayWrapper": "file",
-}
-#: Packages whose modules hold joblib's classes (scikit-learn < 0.23 vendored joblib).
-_JOBLIB_PACKAGES = ("joblib", "sklearn.externals.joblib")
-
-
-def wrapper_kind(path: str) -> str | None:
-    """`inline` or `file` when the dotted `path` names one of joblib's wrapper classes."""
-    package, _, name = path.rpartition(".")
-    kind = _WRAPPER_CLASSES.get(name)
-    if kind is None:
-        return None
-    inside = any(package == p or package.startswith(p + ".") for p in _JOBLIB_PACKAGES)
-    return kind if inside else None
 
 
 def is_wrapper(module: str, name: str) -> bool:
@@ -380,6 +355,7 @@ def _read_array(
 # -- the scanner ------------------------------------------------------------------------
 
 
+
 class JoblibScanner:
     """`joblib.dump` output: a pickle with inline NumPy arrays, possibly compressed."""
 
@@ -401,14 +377,16 @@ class JoblibScanner:
         with ctx.open(blob) as stream:
             codec = compression(stream.read(32))
         try:
-            self._scan(blob, ctx, self._opener(blob, ctx, codec))
+            self._scan(blob, ctx, self._opener(blob, ctx, codec), plain=codec is None)
         except ScanAborted as exc:
             # A bomb or a corrupt compressed stream: a finding on this file, which stays joblib.
             if exc.rule_id == "MW-LIMIT-TIME":
                 raise
             ctx.report(exc.rule_id, Severity.MEDIUM, blob.location, exc.message)
 
-    def _scan(self, blob: Blob, ctx: ScanContext, opener: Callable[[], BinaryIO]) -> None:
+    def _scan(
+        self, blob: Blob, ctx: ScanContext, opener: Callable[[], BinaryIO], plain: bool
+    ) -> None:
         with opener() as stream:
             layout = read_layout(stream, ctx)
         if layout.problem is not None:
@@ -426,6 +404,34 @@ class JoblibScanner:
         for piece in layout.nested:
             with opener() as stream:
                 scan_pickle_ranges(stream, [piece], 0, blob.location, ctx)
+        if plain and layout.arrays:
+            self._scan_linear(blob, ctx, opener, layout.outer[0][1])
+
+    @staticmethod
+    def _scan_linear(
+        blob: Blob, ctx: ScanContext, opener: Callable[[], BinaryIO], arrays_start: int
+    ) -> None:
+        """The same bytes as `pickle.load` or `torch.load` read them: straight on through the
+        array bytes, which are opcodes to them. Up to the first array the two readings are
+        the same (already reported). Past it, array bytes and nested pickles read on the outer
+        stack and memo are mostly damage and names that fail to import, so only what would
+        run something dangerous there (critical) is kept: a payload hidden from joblib's
+        reading in the bytes it takes for array data."""
+
+        def runs_past_arrays(finding: Finding) -> bool:
+            offset = finding.location.offset
+            past = offset is not None and offset >= arrays_start
+            return past and finding.severity is Severity.CRITICAL
+
+        with opener() as stream:
+            scan_pickle_ranges(
+                stream,
+                [(0, ctx.config.limits.max_decompressed_bytes)],
+                0,
+                blob.location,
+                ctx,
+                runs_past_arrays,
+            )
 
     @staticmethod
     def _opener(blob: Blob, ctx: ScanContext, codec: str | None) -> Callable[[], BinaryIO]:

@@ -18,8 +18,17 @@ from modelward.pickle.walker import ByteSource
 __all__ = ["PICKLE", "PickleScanner", "looks_like_pickle", "scan_pickle_stream"]
 
 
+class JoblibStream(Exception):
+    """The first stream builds joblib's array wrapper: raw array bytes follow its BUILD."""
+
+
 def scan_pickle_stream(
-    stream: BinaryIO, location: Location, ctx: ScanContext, *, max_streams: int | None = None
+    stream: BinaryIO,
+    location: Location,
+    ctx: ScanContext,
+    *,
+    max_streams: int | None = None,
+    joblib_switch: bool = False,
 ) -> int:
     """Scan the pickle streams that follow one another from `stream`'s position.
 
@@ -28,7 +37,8 @@ def scan_pickle_stream(
     position the stream had on entry. Stops quietly at end of data. Without
     `max_streams`, bytes after the last stream that are not a pickle are a LOW
     finding, and streams beyond the limit a MEDIUM one. A damaged stream ends
-    the walk (what follows cannot be framed).
+    the walk (what follows cannot be framed). With `joblib_switch`, a first stream that
+    builds joblib's array wrapper raises `JoblibStream` before reporting anything.
     """
     limit = ctx.config.limits.max_pickle_streams if max_streams is None else max_streams
     source = ByteSource(stream, ctx.check_deadline, ctx.config.limits)
@@ -48,7 +58,9 @@ def scan_pickle_stream(
                     evidence=source.peek(16).hex(),
                 )
             return walked
-        outcome = analyse_stream(source, location, ctx)
+        outcome = analyse_stream(source, location, ctx, joblib_switch=joblib_switch and not walked)
+        if outcome.joblib:
+            raise JoblibStream
         walked += 1
         if outcome.damage is not None:
             return walked
@@ -74,8 +86,16 @@ class PickleScanner:
         return looks_like_pickle(head, blob.open)
 
     def scan(self, blob: Blob, ctx: ScanContext) -> None:
-        with ctx.open(blob) as stream:
-            scan_pickle_stream(stream, blob.location, ctx)
+        """Walk the streams; one that turns out to be `joblib.dump` output (its array
+        wrapper lies past what detection looked at, or is spelled another way) is scanned
+        as joblib reads it."""
+        try:
+            with ctx.open(blob) as stream:
+                scan_pickle_stream(stream, blob.location, ctx, joblib_switch=True)
+        except JoblibStream:
+            from modelward.formats.joblib import JOBLIB  # joblib builds on this module
+
+            JOBLIB.scan(blob, ctx)
 
 
 PICKLE = PickleScanner()

@@ -7,10 +7,23 @@ from dataclasses import dataclass
 from modelward.findings import Location, Severity
 from modelward.formats.base import ScanContext
 from modelward.pickle import knowledge
-from modelward.pickle.embedded import iter_opcodes_and_embedded
+from modelward.pickle.embedded import EmbeddedPickles
 from modelward.pickle.knowledge import Outcome, Use
-from modelward.pickle.machine import MAX_MARK_DEPTH, ImportedGlobal, PickleMachine
-from modelward.pickle.policy import GlobalPolicy, Verdict, default_policy, dunder_parts
+from modelward.pickle.machine import (
+    MAX_MARK_DEPTH,
+    Hooks,
+    ImportedGlobal,
+    Instance,
+    PickleMachine,
+    Value,
+)
+from modelward.pickle.policy import (
+    GlobalPolicy,
+    Verdict,
+    default_policy,
+    dunder_parts,
+    wrapper_kind,
+)
 from modelward.pickle.sniff import parses_cleanly
 from modelward.pickle.walker import ByteSource, PickleDamage
 
@@ -24,27 +37,53 @@ class StreamOutcome:
     damage: PickleDamage | None
     opcodes: int
     start: int
+    #: The walk stopped at a joblib array wrapper's BUILD (see `analyse_stream`).
+    joblib: bool = False
 
 
-def analyse_stream(source: ByteSource, location: Location, ctx: ScanContext) -> StreamOutcome:
+class _JoblibHooks(Hooks):
+    """Notes the BUILD of joblib's inline array wrapper, under any import path to it."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def built(self, target: Value, state: Value, offset: int) -> None:
+        cls = target.cls if isinstance(target, Instance) else None
+        if cls is not None and wrapper_kind(cls.path) == "inline":
+            self.seen = True
+
+
+def analyse_stream(
+    source: ByteSource, location: Location, ctx: ScanContext, *, joblib_switch: bool = False
+) -> StreamOutcome:
     """Walk one stream from `source`'s position; report its findings, damage included.
 
     Findings for what was seen are reported even when a limit or the deadline
-    ends the walk (the `ScanAborted` then propagates).
+    ends the walk (the `ScanAborted` then propagates). With `joblib_switch`, a BUILD of
+    joblib's array wrapper ends the walk with nothing reported and `joblib` set: raw array
+    bytes follow it, which `joblib.load` reads as data, so the file is joblib's to scan.
     """
     policy = default_policy().with_allowed(ctx.config.allow_globals)
-    machine = PickleMachine(policy, ctx.config.limits.max_pickle_bytes)
+    hooks = _JoblibHooks()
+    machine = PickleMachine(policy, ctx.config.limits.max_pickle_bytes, hooks)
+    embedded = EmbeddedPickles(location, ctx)
     start = source.offset
     count = 0
     damage: PickleDamage | None = None
     try:
-        for offset, opcode, arg in iter_opcodes_and_embedded(source, location, ctx):
+        for offset, opcode, arg in embedded.walk(source):
             count += 1
             machine.feed(offset, opcode, arg)
+            if joblib_switch and hooks.seen:
+                return StreamOutcome(None, count, start, joblib=True)
     except PickleDamage as exc:
         damage = exc
-    finally:
+    except BaseException:
         _report(machine, policy, ctx, location)
+        embedded.finish(machine.loaded)
+        raise
+    _report(machine, policy, ctx, location)
+    embedded.finish(machine.loaded)
     if damage is not None:
         what = "hit a scan limit" if damage.rule_id == "MW-PICKLE-LIMIT" else "is malformed"
         ctx.report(

@@ -46,6 +46,8 @@ MAX_LAYERS = 3
 PEEK_BYTES = 64 * 1024
 #: Decoded bytes sniffed.
 SNIFF_BYTES = 4096
+#: Pickles read back to back from one payload (torch's legacy format writes five).
+MAX_STREAMS = 8
 #: Shortest argument worth a look (the smallest dangerous pickle is longer).
 MIN_LENGTH = 12
 
@@ -74,18 +76,6 @@ _FIRST = _first_bytes({0x80, 0x78, *_TEXT_STARTS})
 _TEXT_ONLY = _TEXT_STARTS - _first_bytes({0x80, 0x78})
 
 
-def iter_opcodes_and_embedded(
-    source: ByteSource, location: Location, ctx: ScanContext
-) -> Iterator[tuple[int, Opcode, ArgValue]]:
-    """`iter_opcodes` for a scan: the same opcodes, with embedded pickles scanned in passing."""
-    finder = EmbeddedPickles(location, ctx, depth=1)
-    for item in iter_opcodes(source, ctx.config.limits, ctx.check_deadline, finder.large):
-        offset, opcode, arg = item
-        if isinstance(arg, bytes | str) and len(arg) >= MIN_LENGTH:
-            finder.check(arg, opcode.name, offset)
-        yield item
-
-
 @dataclass(frozen=True)
 class _Found:
     """A decoded payload that sniffs as a pickle, and the encodings peeled to reach it."""
@@ -94,16 +84,35 @@ class _Found:
     chain: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class _Pending:
+    """What an embedded pickle would do, reported when the outer stream is done: only then
+    is it known whether the outer stream itself deserialises that argument at load time."""
+
+    offset: int
+    where: str
+    why: str
+    evidence: str
+    #: Its severity when the outer stream loads it: critical for a sink, high otherwise.
+    loaded: Severity
+
+
 class EmbeddedPickles:
-    """Finds and scans the pickles embedded in one stream's arguments, `depth` levels down."""
+    """Finds and scans the pickles embedded in one stream's arguments, `depth` levels down.
+
+    `walk` yields the outer stream's opcodes with embedded pickles scanned in passing;
+    `finish` reports them once the outer stream's machine says which arguments it hands
+    to a deserialiser at load time (`PickleMachine.loaded`).
+    """
 
     def __init__(
         self,
         location: Location,
         ctx: ScanContext,
-        depth: int,
+        depth: int = 1,
         outer: tuple[int, str] | None = None,
         via: tuple[str, ...] = (),
+        pending: list[_Pending] | None = None,
     ) -> None:
         self._location = location
         self._ctx = ctx
@@ -111,6 +120,54 @@ class EmbeddedPickles:
         #: For nested finders: the outermost argument's offset and opcode, where we report.
         self._outer = outer
         self._via = via
+        self._pending: list[_Pending] = [] if pending is None else pending
+        #: Offsets of the arguments read as pickles.
+        self.scanned: set[int] = set()
+
+    def walk(self, source: ByteSource) -> Iterator[tuple[int, Opcode, ArgValue]]:
+        """`iter_opcodes` for a scan: the same opcodes, with embedded pickles found on the way."""
+        ctx = self._ctx
+        for item in iter_opcodes(source, ctx.config.limits, ctx.check_deadline, self.large):
+            offset, opcode, arg = item
+            if isinstance(arg, bytes | str) and len(arg) >= MIN_LENGTH:
+                self.check(arg, opcode.name, offset)
+            yield item
+
+    def finish(self, loaded: dict[int, str]) -> None:
+        """Report every embedded pickle: MEDIUM when only carried, at its own severity when
+        the outer stream deserialises it (`loaded`: argument offset -> the helper)."""
+        for item in self._pending:
+            loader = loaded.get(item.offset)
+            if loader is None:
+                self._ctx.report(
+                    RULE,
+                    Severity.MEDIUM,
+                    self._location.at(item.offset),
+                    f"a pickle embedded as data ({item.where}) {item.why}; loading this file"
+                    " does not run it, but whatever unpickles that data later does",
+                    evidence=item.evidence,
+                )
+            else:
+                self._ctx.report(
+                    RULE,
+                    item.loaded,
+                    self._location.at(item.offset),
+                    f"a pickle embedded as data ({item.where}) {item.why}, and this file hands"
+                    f" that data to {loader} when it loads, which unpickles it; do not load"
+                    " this file",
+                    evidence=f"{item.evidence}; loaded by {loader}",
+                )
+        for offset, loader in sorted(loaded.items()):
+            if offset not in self.scanned:
+                self._ctx.report(
+                    RULE,
+                    Severity.HIGH,
+                    self._location.at(offset),
+                    f"this file hands data to {loader} when it loads, which deserialises it,"
+                    " but the data does not read as a pickle modelward can follow; do not load"
+                    " this file unless you know what that data is",
+                    evidence=f"argument at offset {offset} loaded by {loader}",
+                )
 
     # -- finding ---------------------------------------------------------------------
 
@@ -152,31 +209,39 @@ class EmbeddedPickles:
     # -- scanning --------------------------------------------------------------------
 
     def _scan(self, found: _Found, opcode: str, offset: int) -> None:
+        """Walk the pickles back to back in `found` (torch's legacy format is five, then raw
+        storage bytes), each on a fresh machine as each `pickle.load` would be."""
         outer = self._outer or (offset, opcode)
         via = (*self._via, f"{'+'.join(found.chain) or 'raw'} in {opcode}")
         policy = default_policy().with_allowed(self._ctx.config.allow_globals)
-        machine = PickleMachine(policy, self._ctx.config.limits.max_pickle_bytes)
+        self.scanned.add(offset)
         nested = (
-            EmbeddedPickles(self._location, self._ctx, self._depth + 1, outer, via)
+            EmbeddedPickles(self._location, self._ctx, self._depth + 1, outer, via, self._pending)
             if self._depth < MAX_DEPTH
             else None
         )
         source = ByteSource(
             io.BytesIO(found.data), self._ctx.check_deadline, self._ctx.config.limits
         )
-        hook = nested.large if nested is not None else None
-        try:
-            for inner_offset, inner_op, arg in iter_opcodes(
-                source, self._ctx.config.limits, self._ctx.check_deadline, hook
-            ):
-                machine.feed(inner_offset, inner_op, arg)
-                if nested is not None and isinstance(arg, bytes | str) and len(arg) >= MIN_LENGTH:
-                    nested.check(arg, inner_op.name, inner_offset)
-        except PickleDamage:
-            pass  # what was seen before the damage is what a loader would have run
-        self._report(machine, policy, outer, via)
+        limits = self._ctx.config.limits
+        for _ in range(MAX_STREAMS):
+            machine = PickleMachine(policy, limits.max_pickle_bytes)
+            opcodes = (
+                nested.walk(source)
+                if nested is not None
+                else iter_opcodes(source, limits, self._ctx.check_deadline)
+            )
+            try:
+                for inner_offset, inner_op, arg in opcodes:
+                    machine.feed(inner_offset, inner_op, arg)
+            except PickleDamage:
+                self._add(machine, policy, outer, via)
+                return  # what was seen before the damage is what a loader would have run
+            self._add(machine, policy, outer, via)
+            if not _is_pickle(source.peek(SNIFF_BYTES)):
+                return
 
-    def _report(
+    def _add(
         self,
         machine: PickleMachine,
         policy: GlobalPolicy,
@@ -186,48 +251,41 @@ class EmbeddedPickles:
         offset = outer[0]
         where = " inside ".join(reversed(via))
         for imported in machine.imports:
-            why = _dangerous(imported, policy)
-            if why is None:
-                continue
-            self._ctx.report(
-                RULE,
-                Severity.MEDIUM,
-                self._location.at(offset),
-                f"a pickle embedded as data ({where}) {why}; loading this file does not run"
-                " it, but whatever unpickles that data later does",
-                evidence=f"{where} at offset {offset}: {imported.path} {_use(imported)}",
-            )
+            danger = _dangerous(imported, policy)
+            if danger is not None:
+                why, severity = danger
+                evidence = f"{where} at offset {offset}: {imported.path} {_use(imported)}"
+                self._pending.append(_Pending(offset, where, why, evidence, severity))
         for hidden in machine.unresolved:
-            self._ctx.report(
-                RULE,
-                Severity.MEDIUM,
-                self._location.at(offset),
-                f"a pickle embedded as data ({where}) {hidden.what}; what it calls cannot be"
-                " known before it runs",
-                evidence=f"{where} at offset {offset}: {hidden.what}",
-            )
+            why = f"{hidden.what}; what it calls cannot be known before it runs"
+            evidence = f"{where} at offset {offset}: {hidden.what}"
+            self._pending.append(_Pending(offset, where, why, evidence, Severity.HIGH))
 
 
 def _has_newline(arg: bytes | str) -> bool:
     return "\n" in arg if isinstance(arg, str) else b"\n" in arg
 
 
-def _dangerous(imported: ImportedGlobal, policy: GlobalPolicy) -> str | None:
-    """Why an embedded import matters, or None: deny-listed, or a call nothing vouches for."""
+def _dangerous(imported: ImportedGlobal, policy: GlobalPolicy) -> tuple[str, Severity] | None:
+    """Why an embedded import matters and how much when it runs, or None: deny-listed or a
+    sink (critical), a call nothing vouches for (high)."""
     if imported.extension_code is not None or imported.dynamic:
-        return "imports a name that cannot be vetted" if imported.uses else None
+        if imported.uses:
+            return "imports a name that cannot be vetted", Severity.HIGH
+        return None
     verdict = policy.verdict(imported.path)
     if verdict is Verdict.DENIED:
-        return f"imports {imported.path}, which can execute code or reach the system"
+        why = f"imports {imported.path}, which can execute code or reach the system"
+        return why, Severity.CRITICAL
     if verdict is Verdict.ALLOWED:
         return None
     known = knowledge.lookup(imported.module, imported.name)
     for use in imported.uses:
         judgement = known.judge(use) if known is not None else None
         if judgement is not None and judgement.outcome is Outcome.SINK:
-            return f"uses {imported.path}, which reaches {judgement.sink}"
+            return f"uses {imported.path}, which reaches {judgement.sink}", Severity.CRITICAL
         if use is Use.CALL and (judgement is None or judgement.outcome is Outcome.UNKNOWN):
-            return f"calls {imported.path}, which is on no list"
+            return f"calls {imported.path}, which is on no list", Severity.HIGH
     return None
 
 

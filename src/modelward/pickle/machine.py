@@ -56,10 +56,12 @@ class Value:
 
 
 class Const(Value):
-    __slots__ = ("value",)
+    __slots__ = ("offset", "value")
 
-    def __init__(self, value: object) -> None:
+    def __init__(self, value: object, offset: int = -1) -> None:
         self.value = value
+        #: Where the opcode that pushed it is (-1: made by the machine, not read).
+        self.offset = offset
 
 
 class Opaque(Value):
@@ -69,6 +71,16 @@ class Opaque(Value):
 
     def __init__(self, label: str) -> None:
         self.label = label
+
+
+class Payload(Opaque):
+    """A byte or text argument too long to keep (tensor data, an embedded file), by offset."""
+
+    __slots__ = ("offset",)
+
+    def __init__(self, label: str, offset: int) -> None:
+        super().__init__(label)
+        self.offset = offset
 
 
 class Hidden(Opaque):
@@ -235,6 +247,9 @@ class PickleMachine:
         self.imports: list[ImportedGlobal] = []
         self.writes: list[AttributeWrite] = []
         self.unresolved: list[Unresolved] = []
+        #: Offsets of byte arguments a helper deserialises at load time (`torch.storage.
+        #: _load_from_bytes`), with that helper's name: their content runs when this loads.
+        self.loaded: dict[int, str] = {}
         #: `operator.methodcaller`s built by the stream; one never called here is a loaded gun.
         self.methodcallers: list[Wrapped] = []
         self.deepest_marks = 0
@@ -283,12 +298,12 @@ class PickleMachine:
         if handler is not None:
             handler(self, offset, opcode, arg)
         elif isinstance(arg, Skipped):
-            self._push(Opaque(f"<{arg.length} bytes of {arg.kind}>"), offset)
+            self._push(Payload(f"<{arg.length} bytes of {arg.kind}>", offset), offset)
         else:
             # Every remaining opcode pushes its (constant) argument.
             if isinstance(arg, str | bytes):
                 self.charge(len(arg), offset)
-            self._push(Const(arg), offset)
+            self._push(Const(arg, offset), offset)
 
     def _mark(self, offset: int, opcode: Opcode, arg: ArgValue) -> None:
         self.charge(MARK_COST, offset)
@@ -412,17 +427,24 @@ class PickleMachine:
             return self._resolve_wrapper(wrapper, func, args, offset)
         cls: ImportedGlobal | None = func
         roles = self._policy.argument_roles(func.path)
-        if roles and not func.dynamic and isinstance(args, TupleValue):
-            cls = self._apply_roles(roles, args.items, offset) or func
+        if roles and not func.dynamic:
+            if isinstance(args, TupleValue):
+                cls = self._apply_roles(func, roles, args.items, offset) or func
+            else:
+                what = f"{func.path} with arguments the stream computed ({describe(args)})"
+                self.unresolved.append(Unresolved(offset, what, False))
         return Instance(func, args, cls)
 
     def _apply_roles(
-        self, roles: tuple[Role, ...], items: list[Value], offset: int
+        self, func: ImportedGlobal, roles: tuple[Role, ...], items: list[Value], offset: int
     ) -> ImportedGlobal | None:
-        """A helper that constructs, calls or sets the state of its arguments (copyreg's,
-        NumPy's, torch's rebuild helpers, `defaultdict`'s factory); returns the class built."""
+        """A helper that constructs, calls, sets the state of or deserialises its arguments
+        (copyreg's, NumPy's, torch's rebuild helpers, `defaultdict`'s factory); returns the
+        class built."""
         built: ImportedGlobal | None = None
         for role, item in zip(roles, items, strict=False):
+            if role is Role.LOAD:
+                self._load(func, item, offset)
             if role is Role.CONSTRUCT and isinstance(item, ImportedGlobal):
                 item.use(Use.CONSTRUCT, offset)
                 built = built or item
@@ -431,6 +453,18 @@ class PickleMachine:
             elif role is Role.SETSTATE and isinstance(item, ImportedGlobal):
                 item.use(Use.SETSTATE, offset)
         return built
+
+    def _load(self, loader: ImportedGlobal, data: Value, offset: int) -> None:
+        """`loader` deserialises `data` when this pickle loads: data read from the file is
+        scanned where it stands (`embedded.py`); data the stream computes cannot be."""
+        if isinstance(data, Payload) or (
+            isinstance(data, Const) and isinstance(data.value, bytes | str) and data.offset >= 0
+        ):
+            self.loaded[data.offset] = loader.path
+        else:
+            self.unresolved.append(
+                Unresolved(offset, f"{loader.path} deserialises {describe(data)}", False)
+            )
 
     def _resolve_wrapper(
         self, wrapper: str, func: ImportedGlobal, args: Value, offset: int
@@ -451,6 +485,12 @@ class PickleMachine:
             if len(items) == 2 and consts[1] is not None and isinstance(items[0], ImportedGlobal):
                 return self._attribute(items[0], consts[1], offset, f"[{consts[1]!r}]")
             return Opaque("<item>")
+        if wrapper == "encode":
+            # Protocol 0-2 write bytes as `_codecs.encode(text, "latin1")`: the same data.
+            same = len(items) == 2 and consts[1] in ("latin1", "latin-1", "iso-8859-1")
+            if same and isinstance(items[0], Payload | Const):
+                return items[0]
+            return Instance(func, args, func)
         if wrapper == "partial":
             if not items:
                 self.unresolved.append(Unresolved(offset, f"{func.path}()", True))
@@ -585,9 +625,11 @@ class PickleMachine:
                 continue
             ordinary = value_matters and (
                 key.value in ORDINARY_DUNDER_DATA
-                or key.value in ORDINARY_DUNDER_STATE
-                and isinstance(value, Const)
-                and (value.value is None or isinstance(value.value, str))
+                or (
+                    key.value in ORDINARY_DUNDER_STATE
+                    and isinstance(value, Const)
+                    and (value.value is None or isinstance(value.value, str))
+                )
             )
             if not ordinary:
                 keys.append(key.value)

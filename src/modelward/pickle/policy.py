@@ -30,6 +30,8 @@ class Role(enum.Enum):
     CONSTRUCT = "construct"
     CALL = "call"
     SETSTATE = "setstate"
+    #: The argument is serialised data the helper deserialises (`torch.load` of bytes).
+    LOAD = "load"
 
 
 class Verdict(enum.Enum):
@@ -92,6 +94,31 @@ def dunder_parts(module: str, name: str) -> list[str]:
     """The `__x__` components of an import path, ignoring ordinary ones like `__main__`."""
     parts = [p for p in module.split(".") if p not in ORDINARY_DUNDER_MODULES]
     return [p for p in (*parts, *name.split(".")) if DUNDER.match(p)]
+
+
+#: joblib's wrapper classes, by name. `NumpyUnpickler.load_build` tests the object a BUILD
+#: made with `isinstance`, so any import path that reaches these classes counts
+#: (`joblib.numpy_pickle.X`, `joblib._store_backends.numpy_pickle.X`, `joblib` +
+#: `numpy_pickle.X`, `getattr(...)`): the array follows inline (`NumpyArrayWrapper`) or is
+#: read from a file the pickle names (`NDArrayWrapper`: `np.load(allow_pickle=True)`;
+#: `ZNDArrayWrapper`: a zlib file).
+_WRAPPER_CLASSES = {
+    "NumpyArrayWrapper": "inline",
+    "NDArrayWrapper": "file",
+    "ZNDArrayWrapper": "file",
+}
+#: Packages whose modules hold joblib's classes (scikit-learn < 0.23 vendored joblib).
+_JOBLIB_PACKAGES = ("joblib", "sklearn.externals.joblib")
+
+
+def wrapper_kind(path: str) -> str | None:
+    """`inline` or `file` when the dotted `path` names one of joblib's wrapper classes."""
+    package, _, name = path.rpartition(".")
+    kind = _WRAPPER_CLASSES.get(name)
+    if kind is None:
+        return None
+    inside = any(package == p or package.startswith(p + ".") for p in _JOBLIB_PACKAGES)
+    return kind if inside else None
 
 
 @lru_cache(maxsize=1)
