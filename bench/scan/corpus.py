@@ -40,6 +40,8 @@ class Case:
     kind: str
     format: str
     technique: str
+    #: `evasion:<class>` or `bypass:<id>` for the cases of bench/scan/evasions.py, else "".
+    evasion: str = ""
 
     @property
     def malicious(self) -> bool:
@@ -340,7 +342,9 @@ def build(corpus: Path, large_gb: float = 1.0, log: Callable[[str], None] = prin
         shutil.rmtree(files)
     files.mkdir(parents=True)
     w = Writer(files)
-    steps = list(GROUPS.items())
+    from scan.evasions import EVASION_GROUPS  # it imports this module
+
+    steps = list(GROUPS.items()) + list(EVASION_GROUPS.items())
     if large_gb > 0:
         steps.append(("large", lambda w: large_checkpoint(w, large_gb)))
     for name, builder in steps:

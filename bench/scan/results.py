@@ -233,6 +233,8 @@ def markdown(outcome: Outcome, machine: str) -> str:
                 for fmt, (n, sec) in sorted(base.formats.items(), key=lambda kv: -kv[1][1])
             ],
         )
+    if any(c.evasion for c in outcome.cases):
+        lines += ["", *evasion_tables(outcome, names)]
     if "modelward" in outcome.verdicts:
         lines += ["", *_shortfalls(outcome, names)]
 
@@ -246,6 +248,58 @@ def markdown(outcome: Outcome, machine: str) -> str:
     lines += ["", "Decision rule per tool:", ""]
     lines += [f"- **{t.name}**: {t.rule}." for t in outcome.tools]
     return "\n".join(lines) + "\n"
+
+
+def evasion_tables(outcome: Outcome, names: list[str]) -> list[str]:
+    """Caught/total per evasion class and per published bypass (bench/scan/evasions.py),
+    with false positives on the benign twins of a class."""
+    tools = [n for n in names if n != "modelward -j2"]
+    classes = sorted({c.evasion for c in outcome.cases if c.evasion.startswith("evasion:")})
+    per_file = ", ".join(
+        f"{n} {outcome.runs[n].seconds / outcome.n_files * 1000:.0f} ms"
+        for n in tools
+        if outcome.n_files and n in outcome.runs
+    )
+    lines = [
+        f"Time per file over the whole corpus (wall time / {outcome.n_files} files): {per_file}.",
+        "",
+        "Evasion classes (issue 14): malicious cases caught / total, then benign twins"
+        " flagged / total where the class has them:",
+        "",
+    ]
+    rows = []
+    for label in classes:
+        subset = [c for c in outcome.cases if c.evasion == label]
+        cells: list[object] = [label.removeprefix("evasion:")]
+        for name in tools:
+            s = scores(outcome, name, subset)
+            cell = f"{s['detected']}/{s['malicious']}"
+            if s["benign"]:
+                cell += f" · fp {s['fp']}/{s['benign']}"
+            cells.append(cell)
+        rows.append(cells)
+    every = [c for c in outcome.cases if c.evasion.startswith("evasion:")]
+    total: list[object] = ["**all classes**"]
+    for name in tools:
+        s = scores(outcome, name, every)
+        total.append(f"{s['detected']}/{s['malicious']} · fp {s['fp']}/{s['benign']}")
+    lines += _table(["class", *tools], [*rows, total])
+    bypass = [c for c in outcome.cases if c.evasion.startswith("bypass:")]
+    if bypass:
+        lines += ["", "Published bypasses of the peers (one case each; flag = caught):", ""]
+        rows = []
+        for case in sorted(bypass, key=lambda c: c.evasion):
+            cells = [case.evasion.removeprefix("bypass:")]
+            cells += [SHORT[outcome.verdicts[n][case.path][0]] for n in tools]
+            detail = outcome.verdicts.get("modelward", {}).get(case.path, ("", ""))[1]
+            cells.append(detail.split(";")[0][:60])
+            rows.append(cells)
+        caught: list[object] = ["**caught**"]
+        for name in tools:
+            caught.append(f"{scores(outcome, name, bypass)['detected']}/{len(bypass)}")
+        caught.append("")
+        lines += _table(["bypass", *tools, "modelward's top finding"], [*rows, caught])
+    return lines
 
 
 def _shortfalls(outcome: Outcome, names: list[str]) -> list[str]:
