@@ -2,6 +2,10 @@
 
     python bench/scan_peers.py --build --run          # build bench/corpus, then compare
 
+The corpus includes the evasion classes of issue 14 and the published bypasses of the peers
+(bench/scan/evasions.py); the output has a table per evasion class and per bypass, and the time
+per file ("Evasions and published bypasses" in docs/benchmarks.md).
+
 Not a test and not run in CI. Peers live in their own venv (see bench/requirements-peers.txt);
 the corpus is generated, never committed. docs/benchmarks.md ("Scanner") has a recorded run.
 """

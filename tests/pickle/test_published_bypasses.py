@@ -707,14 +707,18 @@ def nullifai_stream(head: bytes | None = None) -> bytes:
 
 
 def nullifai_torch() -> bytes:
-    """nullifAI as found on Hugging Face: a PyTorch checkpoint whose `data.pkl` is the broken
+    """nullifAI (ReversingLabs, 2025-02;
+    https://safeguard.sh/resources/blog/nullifai-broken-pickles-huggingface-attack)
+    as found on Hugging Face: a PyTorch checkpoint whose `data.pkl` is the broken
     stream above (they were shipped 7z-compressed, which `torch.load` does not open; the 7z
     wrapping is tests/formats/test_sevenzip.py and the `nullifai-7z` case)."""
     return _torch_checkpoint(nullifai_stream())
 
 
 def nullifai_7z() -> bytes:
-    """nullifAI's outer layer: the broken-stream checkpoint inside a 7z archive (py7zr)."""
+    """nullifAI's outer layer
+    (https://safeguard.sh/resources/blog/nullifai-broken-pickles-huggingface-attack):
+    the broken-stream checkpoint inside a 7z archive (py7zr)."""
     import py7zr
 
     out = io.BytesIO()
