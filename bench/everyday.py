@@ -37,6 +37,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-wheels", action="store_true", help="--build: skip wheel files")
     parser.add_argument("--tools", default="modelward,modelscan,picklescan,fickling,modelaudit")
     parser.add_argument("--markdown", type=Path, default=BENCH / "out" / "everyday.md")
+    parser.add_argument(
+        "--reuse",
+        default="",
+        help="--run: read these tools' verdicts from the last run (bench/out/everyday/) instead"
+        " of running them again, e.g. --reuse modelscan,picklescan,fickling,modelaudit",
+    )
+    parser.add_argument(
+        "--sample",
+        default="modelaudit",
+        help="--run: tools that scan only a sample (one file per kind, --per-package files of"
+        " each package): modelaudit needs hours for the whole corpus on two cores",
+    )
+    parser.add_argument("--per-package", type=int, default=8)
     args = parser.parse_args(argv)
     if not (args.build or args.run):
         parser.error("nothing to do: give --build, --run or both")
@@ -53,7 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         from everyday import run
 
         print(f"scanning {args.corpus} ...")
-        runs, alarms = run.run_tools(args.corpus, args.tools.split(","))
+        saved = BENCH / "out" / "everyday"
+        reuse = frozenset(filter(None, args.reuse.split(",")))
+        sampled = frozenset(filter(None, args.sample.split(",")))
+        runs, alarms = run.run_tools(
+            args.corpus, args.tools.split(","), saved, reuse, sampled, args.per_package
+        )
         text = run.tabulate(args.corpus, runs, alarms)
         print(text)
         args.markdown.parent.mkdir(parents=True, exist_ok=True)

@@ -612,11 +612,19 @@ def skimage_files(pkg: Package) -> None:
     import numpy as np
     from skimage import transform
 
-    pkg.pickles("affine", transform.AffineTransform(scale=(2, 2), rotation=0.3), "AffineTransform",
-                range(2, 6))
+    pkg.pickles(
+        "affine",
+        transform.AffineTransform(scale=(2, 2), rotation=0.3),
+        "AffineTransform",
+        range(2, 6),
+    )
     src = np.array([[0, 0], [0, 1], [1, 1], [1, 0]], dtype=float)
-    pkg.pickles("projective", transform.estimate_transform("projective", src, src * 2),
-                "ProjectiveTransform", range(2, 6))
+    pkg.pickles(
+        "projective",
+        transform.estimate_transform("projective", src, src * 2),
+        "ProjectiveTransform",
+        range(2, 6),
+    )
 
 
 @builder("pmdarima")
@@ -639,8 +647,10 @@ def sktime_files(pkg: Package) -> None:
     from sktime.forecasting.theta import ThetaForecaster
 
     y = pd.Series(np.arange(30.0) + 5, index=pd.period_range("2020-01", periods=30, freq="M"))
-    for name, fc in {"naive": NaiveForecaster(strategy="last"),
-                     "theta": ThetaForecaster(sp=12)}.items():
+    for name, fc in {
+        "naive": NaiveForecaster(strategy="last"),
+        "theta": ThetaForecaster(sp=12),
+    }.items():
         fc.fit(y)
         pkg.pickles(name, fc, f"sktime {type(fc).__name__}", range(2, 6))
         with pkg.attempt(f"{name} save"):
@@ -673,9 +683,13 @@ def prophet_files(pkg: Package) -> None:
     from prophet.serialize import model_to_json
 
     logging.getLogger("cmdstanpy").setLevel(logging.ERROR)
-    frame = pd.DataFrame({"ds": pd.date_range("2023-01-01", periods=60),
-                          "y": np.sin(np.arange(60) / 5) + 10})
+    frame = pd.DataFrame(
+        {"ds": pd.date_range("2023-01-01", periods=60), "y": np.sin(np.arange(60) / 5) + 10}
+    )
     model = Prophet(daily_seasonality=False, weekly_seasonality=True).fit(frame)
     pkg.pickles("prophet", model, "Prophet (fitted)", range(2, 6))
-    pkg.write("prophet.json", "prophet.serialize.model_to_json",
-              lambda p: p.write_text(model_to_json(model)))
+    pkg.write(
+        "prophet.json",
+        "prophet.serialize.model_to_json",
+        lambda p: p.write_text(model_to_json(model)),
+    )

@@ -213,6 +213,7 @@ def torch_files(pkg: Package) -> None:
         "torch.onnx.export(model, dynamo=True)",
         lambda p: torch.onnx.export(_mlp().eval(), example, str(p), dynamo=True),
     )
+    pkg.record("onnx/mlp_dynamo.onnx.data", "external data of torch.onnx.export(dynamo=True)")
 
 
 def _tiny_configs() -> dict[str, Any]:

@@ -83,8 +83,13 @@ class Package:
             self.notes.append(f"{what}: {type(exc).__name__}: {str(exc)[:160]}")
 
     def write(self, name: str, how: str, func: Callable[[Path], object]) -> None:
+        path = self.path(name)
         with self.attempt(name):
-            func(self.path(name))
+            try:
+                func(path)
+            except BaseException:
+                path.unlink(missing_ok=True)  # a refused variant leaves no half-written file
+                raise
             self.record(name, how)
 
     def pickles(self, stem: str, obj: object, what: str, protocols: range = PROTOCOLS) -> None:
