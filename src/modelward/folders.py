@@ -1,16 +1,37 @@
 """Checks on a Hugging Face model folder as a whole, beyond what each file says alone.
 
-`from_pretrained` reads a folder, not a file: `config.json` can make it import
+`from_pretrained` reads a folder, not a file: its JSON configs can make it import
 Python modules from the folder or from another repository (`auto_map`,
-`trust_remote_code`), `tokenizer_config.json` carries a Jinja chat template, and
-a cache snapshot is made of symlinks into `../../blobs/`. Every file is still
-scanned by its own format in the normal walk (`.py` files by the
-`python-source` scanner); this module adds one `hf-model-folder` result per
-model folder for what only the folder shows.
+`custom_pipelines`, `trust_remote_code`), tokenizer and processor files carry Jinja
+chat templates, and a cache snapshot is made of symlinks into `../../blobs/`. Every
+file is still scanned by its own format in the normal walk (`.py` files by the
+`python-source` scanner); this module adds one `hf-model-folder` result per model,
+tokenizer or processor folder for what only the folder shows.
+
+What is read mirrors transformers 5.x (`dynamic_module_utils`, `models/auto/*_auto.py`,
+`tokenization_utils_base`, `processing_utils`, `pipelines/__init__`, `generation/utils`):
+
+- `auto_map` is read from `config.json` (AutoConfig, AutoModel*), `tokenizer_config.json`
+  (AutoTokenizer; a dict, or the legacy `[slow, fast]` list), `processor_config.json`,
+  `preprocessor_config.json` (AutoProcessor, AutoFeatureExtractor, AutoImageProcessor; an
+  image processor's entry may be a `{backend: ref}` dict or a list),
+  `video_preprocessor_config.json` (AutoVideoProcessor). Each loader falls back to
+  `config.json`'s `auto_map`, so a tokenizer- or processor-only folder runs its code too.
+  We also read it in `feature_extractor_config.json`, `image_processor_config.json`,
+  `audio_tokenizer_config.json` and `generation_config.json`, which 5.x does not, so a
+  loader that does is covered.
+- `custom_pipelines` (`config.json`): `{task: {"impl": "module.Class"}}`, imported by
+  `pipeline()` with `get_class_from_dynamic_module`.
+- `custom_generate/generate.py` is imported by `from_pretrained(trust_remote_code=True)`.
+- Chat templates: `chat_template.jinja` and `additional_chat_templates/*.jinja` (tokenizers
+  and processors glob that folder), `chat_template.json`'s `chat_template` (processors, the
+  legacy file), and the `chat_template` key of `tokenizer_config.json` and
+  `processor_config.json` (both still honoured when present).
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import time
@@ -20,20 +41,33 @@ from typing import Any
 
 from modelward.config import ScanConfig
 from modelward.findings import Location, ScanResult, Severity
+from modelward.formats import pycode
 from modelward.formats.base import Blob, ScanAborted, ScanContext
 from modelward.formats.jinja_template import scan_chat_template
 
 FOLDER_FORMAT = "hf-model-folder"
 
-#: JSON files `from_pretrained` reads whose `auto_map` can name code to import.
+#: JSON files a loader reads whose `auto_map` can name code to import (see the docstring).
 AUTO_MAP_FILES = (
     "config.json",
     "tokenizer_config.json",
     "processor_config.json",
     "preprocessor_config.json",
+    "video_preprocessor_config.json",
     "feature_extractor_config.json",
     "image_processor_config.json",
+    "audio_tokenizer_config.json",
+    "generation_config.json",
 )
+#: JSON files whose `chat_template` key tokenizers and processors read.
+TEMPLATE_KEY_FILES = frozenset({"tokenizer_config.json", "processor_config.json"})
+#: Files whose presence alone makes a folder something a transformers loader reads.
+LOADER_FILES = frozenset(AUTO_MAP_FILES[1:8]) | {"chat_template.jinja", "chat_template.json"}
+#: Sub-folders a loader reads into the folder: extra templates, a custom generate().
+TEMPLATE_DIR = "additional_chat_templates"
+CUSTOM_GENERATE = "custom_generate"
+#: Modules followed through relative imports from the ones a config names.
+MAX_CODE_MODULES = 64
 #: Weight file suffixes; a folder with `config.json` and one of them is a model folder.
 WEIGHT_SUFFIXES = frozenset(
     {".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib"}
@@ -48,20 +82,48 @@ CACHE_PREFIXES = ("models--", "datasets--", "spaces--")
 
 
 def model_folders(files: Iterable[Path]) -> Iterator[tuple[Path, list[Path]]]:
-    """Each folder among `files` that holds a model config and weights (or a tokenizer).
+    """Each folder among `files` that a transformers loader reads.
 
-    Yields the folder and the scanned files directly inside it, in the order given.
+    A model config with weights or a tokenizer; a tokenizer, processor or chat-template
+    file alone (a tokenizer-only repository); or a `config.json` naming code
+    (`auto_map`, `custom_pipelines`). Yields the folder and the scanned files directly in
+    it, in the order given, then those of its `additional_chat_templates/` and
+    `custom_generate/` sub-folders.
     """
     by_folder: dict[Path, list[Path]] = {}
+    nested: dict[Path, list[Path]] = {}
     for path in files:
         by_folder.setdefault(path.parent, []).append(path)
-    for folder, members in by_folder.items():
+        if path.parent.name in (TEMPLATE_DIR, CUSTOM_GENERATE):
+            nested.setdefault(path.parent.parent, []).append(path)
+    for folder in dict.fromkeys([*by_folder, *nested]):
+        members = by_folder.get(folder, [])
+        extra = nested.get(folder, [])
         names = {p.name for p in members}
-        if "config.json" in names and (
-            "tokenizer_config.json" in names
-            or any(p.suffix.lower() in WEIGHT_SUFFIXES for p in members)
+        if (
+            names & LOADER_FILES
+            or any(p.parent.name == TEMPLATE_DIR and p.suffix == ".jinja" for p in extra)
+            or any(p.parent.name == CUSTOM_GENERATE and p.name == "generate.py" for p in extra)
+            or (
+                "config.json" in names
+                and (
+                    any(p.suffix.lower() in WEIGHT_SUFFIXES for p in members)
+                    or _names_code(folder / "config.json")
+                )
+            )
         ):
-            yield folder, members
+            yield folder, members + extra
+
+
+def _names_code(config: Path) -> bool:
+    """A `config.json` with `auto_map` or `custom_pipelines` (malformed: not a model folder)."""
+    try:
+        if config.stat().st_size > MAX_CONFIG_BYTES:
+            return False
+        data = json.loads(config.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and ("auto_map" in data or "custom_pipelines" in data)
 
 
 def scan_model_folders(files: Iterable[Path], config: ScanConfig) -> list[ScanResult]:
@@ -97,18 +159,24 @@ def scan_model_folder(folder: Path, members: list[Path], config: ScanConfig) -> 
 
 
 def _check_folder(folder: Path, members: list[Path], ctx: ScanContext) -> None:
-    names = {p.name: p for p in members}
+    names = {p.name: p for p in members if p.parent == folder}
     for name in AUTO_MAP_FILES:
         if name in names:
             data = _read_json(names[name], ctx)
             if data is not None:
-                _check_auto_map(data.get("auto_map"), names[name], folder, ctx)
-                if name == "tokenizer_config.json":
+                refs = _code_references(data, names[name], ctx)
+                _check_auto_map(refs, names[name], folder, ctx)
+                if name in TEMPLATE_KEY_FILES:
                     _check_templates(data.get("chat_template"), names[name], ctx)
     for name in ("chat_template.jinja", "chat_template.json"):
         if name in names:
             _check_template_file(names[name], ctx)
-    _check_pickle_weights(members, folder, ctx)
+    for path in members:
+        if path.parent == folder / TEMPLATE_DIR and path.suffix == ".jinja":
+            _check_template_file(path, ctx)
+        elif path.parent == folder / CUSTOM_GENERATE and path.name == "generate.py":
+            _check_custom_generate(path, folder, ctx)
+    _check_pickle_weights([p for p in members if p.parent == folder], folder, ctx)
     _check_symlinks(folder, ctx)
 
 
@@ -168,23 +236,50 @@ def _malformed(location: Location, ctx: ScanContext, exc: Exception) -> None:
 
 
 def auto_map_references(auto_map: object) -> list[str]:
-    """Every class reference in an `auto_map` (values are strings or lists with nulls)."""
-    if not isinstance(auto_map, dict):
+    """Every class reference in an `auto_map`.
+
+    Values are strings, `[slow, fast]` lists with nulls, or `{backend: ref}` dicts (image
+    and video processors); a tokenizer config's `auto_map` may itself be the list.
+    """
+    values: list[object]
+    if isinstance(auto_map, dict):
+        values = list(auto_map.values())
+    elif isinstance(auto_map, list | tuple):
+        values = [auto_map]
+    else:
         return []
     refs: list[str] = []
-    for value in auto_map.values():
-        items = value if isinstance(value, list) else [value]
+    for value in values:
+        inner = value.values() if isinstance(value, dict) else value
+        items = list(inner) if isinstance(inner, list | tuple | type({}.values())) else [inner]
         refs.extend(item for item in items if isinstance(item, str) and item)
     return refs
 
 
-def _check_auto_map(auto_map: object, source: Path, folder: Path, ctx: ScanContext) -> None:
+def _code_references(data: dict[str, Any], source: Path, ctx: ScanContext) -> list[str]:
+    """`auto_map` references and `custom_pipelines` implementations in one config."""
     location = Location(str(source))
-    if auto_map is not None and not isinstance(auto_map, dict):
+    auto_map = data.get("auto_map")
+    refs: list[str] = []
+    if auto_map is not None and not isinstance(auto_map, dict | list):
         _malformed(location, ctx, TypeError("auto_map is not an object"))
-        return
+    else:
+        refs = auto_map_references(auto_map)
+    pipelines = data.get("custom_pipelines")
+    if isinstance(pipelines, dict):
+        for task in pipelines.values():
+            impl = task.get("impl") if isinstance(task, dict) else None
+            if isinstance(impl, str) and impl:
+                refs.append(impl)
+    elif pipelines is not None:
+        _malformed(location, ctx, TypeError("custom_pipelines is not an object"))
+    return refs
+
+
+def _check_auto_map(refs: list[str], source: Path, folder: Path, ctx: ScanContext) -> None:
+    location = Location(str(source))
     local: dict[str, bool] = {}
-    for ref in auto_map_references(auto_map):
+    for ref in refs:
         # transformers: "[org/repo--]module.Class"; the module is a file of that repo.
         repo, _, class_ref = ref.rpartition("--")
         if repo:
@@ -217,14 +312,82 @@ def _check_auto_map(auto_map: object, source: Path, folder: Path, ctx: ScanConte
         detail = f"modules in this folder (each scanned as python-source): {', '.join(present)}"
         if missing:
             detail += f"; missing, fetched at load time and not scanned: {', '.join(missing)}"
-        ctx.report(
-            "MW-HF-CUSTOM-CODE",
-            Severity.MEDIUM,
+        _report_custom_code(
+            [folder / f for f in present],
+            folder,
             location,
-            "model needs trust_remote_code: loading it imports and runs Python from the"
-            f" repository; review that code. {detail}",
-            evidence=", ".join(auto_map_references(auto_map))[:300],
+            ctx,
+            "this repository runs its own code when loaded (trust_remote_code): loading"
+            f" imports and runs Python from it; review it. {detail}",
+            ", ".join(refs)[:300],
         )
+
+
+def _check_custom_generate(path: Path, folder: Path, ctx: ScanContext) -> None:
+    _report_custom_code(
+        [path],
+        folder,
+        Location(str(path)),
+        ctx,
+        "this repository runs its own code when loaded (trust_remote_code):"
+        " from_pretrained imports custom_generate/generate.py to replace generate(); review it",
+        f"{CUSTOM_GENERATE}/generate.py",
+    )
+
+
+def _report_custom_code(
+    modules: list[Path],
+    folder: Path,
+    location: Location,
+    ctx: ScanContext,
+    message: str,
+    evidence: str,
+) -> None:
+    """MW-HF-CUSTOM-CODE: medium at least, higher when the code it runs reaches more."""
+    uses = _code_uses(modules, folder, ctx)
+    severity = max([Severity.MEDIUM, *(grade for grade, _ in uses)])
+    if severity > Severity.MEDIUM:
+        worst = [what for grade, what in sorted(uses, reverse=True) if grade == severity]
+        message += f". The code it runs reaches: {'; '.join(worst[:3])}"
+    ctx.report("MW-HF-CUSTOM-CODE", severity, location, message, evidence=evidence)
+
+
+def _code_uses(modules: list[Path], folder: Path, ctx: ScanContext) -> list[tuple[Severity, str]]:
+    """Graded uses in `modules` and the folder's modules they import relatively.
+
+    transformers copies and imports those too (`get_relative_import_files`). Source that
+    cannot be read or parsed is graded high: what it runs is unknown.
+    """
+    found: list[tuple[Severity, str]] = []
+    queue = list(dict.fromkeys(modules))
+    seen = set(queue)
+    while queue and len(seen) <= MAX_CODE_MODULES:
+        path = queue.pop(0)
+        ctx.check_deadline()
+        text = _read_text(path, ctx)
+        try:
+            tree = pycode.parse_python(text if text is not None else "")
+        except (SyntaxError, ValueError):
+            tree = None
+        if text is None or tree is None:
+            found.append((Severity.HIGH, f"{path.name}: source that cannot be analysed"))
+            continue
+        for use in pycode.find_code_uses(tree, ctx):
+            found.append((use.grade, f"{path.name} line {use.line}: {use.name}"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level and node.module:
+                base = path.parent
+                for _ in range(node.level - 1):
+                    base = base.parent
+                candidate = base.joinpath(*node.module.split(".")).with_suffix(".py")
+                if (
+                    candidate not in seen
+                    and candidate.is_file()
+                    and candidate.is_relative_to(folder)
+                ):
+                    seen.add(candidate)
+                    queue.append(candidate)
+    return found
 
 
 def _check_templates(value: object, source: Path, ctx: ScanContext) -> None:
