@@ -355,7 +355,6 @@ def _read_array(
 # -- the scanner ------------------------------------------------------------------------
 
 
-
 class JoblibScanner:
     """`joblib.dump` output: a pickle with inline NumPy arrays, possibly compressed."""
 
