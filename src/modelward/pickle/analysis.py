@@ -197,9 +197,10 @@ def _report_import(
             evidence=f"{imported.opcode} code {imported.extension_code} {_use(imported)}",
         )
     elif imported.dynamic:
+        # Called or constructed, a name the stream computes runs code nobody can vet.
         ctx.report(
             "MW-PICKLE-DYNAMIC-GLOBAL",
-            Severity.HIGH,
+            Severity.CRITICAL if imported.uses else Severity.HIGH,
             where,
             "STACK_GLOBAL imports a name that is computed or too long to read, so the import"
             " cannot be vetted; do not load this file",
