@@ -10,6 +10,7 @@ the installed packages' text files and random printable text.
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import string
 import subprocess
@@ -109,10 +110,10 @@ def test_broken_stream_after_a_dangerous_global_is_that_import(
 
 @pytest.mark.parametrize("protocol", range(6))
 def test_broken_stream_after_a_global_every_protocol(protocol: int, tmp_path: Path) -> None:
-    data = pickle.dumps(print, protocol=protocol)[:-1] + b"\xff"
+    data = pickle.dumps(os.system, protocol=protocol)[:-1] + b"\xff"
     result = scan_file(tmp_path, data)
     assert result.format == "pickle"
-    assert any((f.evidence or "").startswith("builtins.print") for f in result.findings)
+    assert any((f.evidence or "").startswith("posix.system") for f in result.findings)
 
 
 def test_walk_goes_past_the_head_but_not_past_the_limit(tmp_path: Path) -> None:

@@ -413,14 +413,15 @@ class JoblibScanner:
         """The same bytes as `pickle.load` or `torch.load` read them: straight on through the
         array bytes, which are opcodes to them. Up to the first array the two readings are
         the same (already reported). Past it, array bytes and nested pickles read on the outer
-        stack and memo are mostly damage and names that fail to import, so only what would
-        run something dangerous there (critical) is kept: a payload hidden from joblib's
+        stack and memo are mostly damage, computed names and names that fail to import, so
+        only a dangerous name run there (critical) is kept: a payload hidden from joblib's
         reading in the bytes it takes for array data."""
 
         def runs_past_arrays(finding: Finding) -> bool:
             offset = finding.location.offset
             past = offset is not None and offset >= arrays_start
-            return past and finding.severity is Severity.CRITICAL
+            dangerous = finding.rule_id == "MW-PICKLE-DANGEROUS-GLOBAL"
+            return past and dangerous and finding.severity is Severity.CRITICAL
 
         with opener() as stream:
             scan_pickle_ranges(

@@ -242,6 +242,15 @@ def _report_verdict(
             f"{path} is accepted because your allow_globals lists it",
             evidence=evidence,
         )
+    elif path in policy.side_effects and imported.called:
+        ctx.report(
+            "MW-PICKLE-SIDE-EFFECT",
+            Severity.HIGH,
+            where,
+            f"pickle calls {path} while it loads: no serializer writes that call, so this is a"
+            " probe or a test payload; whoever made it can make the file run other calls",
+            evidence=evidence,
+        )
     elif verdict is Verdict.UNKNOWN:
         _report_by_knowledge(imported, where, evidence, ctx)
 

@@ -41,12 +41,11 @@ SLOT_COST = 64
 MARK_COST = 128
 #: Calls of one import whose arguments are kept for evidence.
 KEPT_CALLS = 3
-#: Dunder attributes a BUILD may set to a constant string without alarm (statsmodels sets
-#: `__doc__`); anything else reaching a dunder stays critical.
+#: Special names a BUILD may set to a constant string without alarm (statsmodels sets
+#: `__doc__`); any other of Python's special names (`GlobalPolicy.special_dunders`) set on an
+#: object stays critical. Dunder-shaped names Python gives no meaning (`__orig_class__` of
+#: typing generics, `__networkx_cache__`) are a library's instance data.
 ORDINARY_DUNDER_STATE = frozenset({"__doc__", "__module__", "__name__", "__qualname__"})
-#: Dunder attributes that are plain instance data whatever their value: `typing` generics
-#: record the alias an instance was made from in `__orig_class__` (torch_geometric modules).
-ORDINARY_DUNDER_DATA = frozenset({"__orig_class__"})
 
 
 class Value:
@@ -394,11 +393,16 @@ class PickleMachine:
             base = (owner.module, owner.name)
         elif isinstance(owner, Const) and owner.value is not None:
             base = ("builtins", type(owner.value).__name__)
+        elif type(owner) in _CONTAINER_TYPES:
+            base = ("builtins", _CONTAINER_TYPES[type(owner)])
         if base is None:
-            self.unresolved.append(
-                Unresolved(offset, f"{via} on {describe(owner)}, which cannot be resolved", True)
-            )
-            return Hidden(f"<{via}>")
+            if DUNDER.match(attr):
+                what = f"{via} on {describe(owner)}, which cannot be resolved"
+                self.unresolved.append(Unresolved(offset, what, True))
+                return Hidden(f"<{via}>")
+            # A method of an object we cannot name: nothing runs unless it is called,
+            # and calling a value the stream computed is reported where it happens.
+            return Opaque(f"<{via} of {describe(owner)}>")
         resolved = self._import(base[0], f"{base[1]}.{attr}", offset, "getattr")
         resolved.via = via
         return resolved
@@ -623,8 +627,9 @@ class PickleMachine:
                 continue
             if not DUNDER.match(key.value):
                 continue
+            special = key.value in self._policy.special_dunders
             ordinary = value_matters and (
-                key.value in ORDINARY_DUNDER_DATA
+                not special
                 or (
                     key.value in ORDINARY_DUNDER_STATE
                     and isinstance(value, Const)
@@ -724,6 +729,13 @@ class PickleMachine:
 
 
 _Handler = Callable[[PickleMachine, int, Opcode, ArgValue], None]
+#: The builtin type of each container the machine builds, for `getattr(<list>, "remove")`.
+_CONTAINER_TYPES: dict[type[Value], str] = {
+    ListValue: "list",
+    DictValue: "dict",
+    SetValue: "set",
+    TupleValue: "tuple",
+}
 
 
 def _pushes(make: Callable[[], Value]) -> _Handler:

@@ -49,6 +49,11 @@ class GlobalPolicy:
     deny_modules: frozenset[str]
     wrappers: Mapping[str, str]
     arguments: Mapping[str, tuple[Role, ...]]
+    #: Python's special dunder names (`[dunders]`): setting one on an object changes its
+    #: behaviour; other dunder-shaped keys are a library's instance data.
+    special_dunders: frozenset[str] = frozenset()
+    #: Callables no serializer calls at load (`builtins.print`): a call is a probe.
+    side_effects: frozenset[str] = frozenset()
 
     def with_allowed(self, extra: Iterable[str]) -> GlobalPolicy:
         extra = frozenset(extra)
@@ -135,4 +140,6 @@ def default_policy() -> GlobalPolicy:
         arguments={
             path: tuple(Role(role) for role in roles) for path, roles in data["arguments"].items()
         },
+        special_dunders=frozenset(data["dunders"]["special"]),
+        side_effects=frozenset(data["side_effects"]["globals"]),
     )
