@@ -71,14 +71,24 @@ def dispatch(blob: Blob, ctx: ScanContext) -> str:
 
 
 #: Files that are no model, by their magic bytes (never by name), so a PNG called `model.pt` is
-#: a note, not an unknown binary. Only magics that also stop every pickle reader
-#: (`pickle.load`, and `torch.load`'s legacy path, which unpickles from byte 0) within
-#: themselves: `\xff`, `%`, `f`, `O`, `w`, `\x00` are no opcode; `RIFF` starts with REDUCE
-#: on an empty stack; `II*`/`ID3` with INT of a line that is no number; `MM\x00*` and
-#: `\x89PNG\r\n\x1a` reach a byte that is no opcode. GIF is left out: `G` (BINFLOAT) swallows
-#: the next 8 bytes and the pickle could go on. Checked only after every format scanner
-#: declined, so a zip appended to an image is still found as a zip.
+#: a note, not an unknown binary. Checked only after every format scanner declined: a file
+#: whose walk from byte 0 reaches an import or a call is a pickle to the sniffer first,
+#: whatever magic it starts with, and a zip appended to an image is still found as a zip.
+#: The media magics also stop every pickle reader within themselves (`\xff`, `%`, `f`, `O`,
+#: `w`, `\x00` are no opcode; `RIFF` starts with REDUCE on an empty stack; `II*`/`ID3` with
+#: INT of a line that is no number); GIF is left out: `G` (BINFLOAT) swallows the next 8
+#: bytes. Data formats that no model loader executes (Parquet, Arrow/Feather, netCDF,
+#: MATLAB, CatBoost and fastText model files) are notes too.
 _NOT_MODELS: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"PAR1", "Parquet table"),
+    (0, b"ARROW1", "Arrow IPC / Feather table"),
+    (0, b"FEA1", "Feather v1 table"),
+    (0, b"CDF\x01", "netCDF classic dataset"),
+    (0, b"CDF\x02", "netCDF 64-bit offset dataset"),
+    (0, b"CDF\x05", "netCDF 64-bit data dataset"),
+    (0, b"MATLAB 5.0 MAT-file", "MATLAB v5 data file"),
+    (0, b"CBM1", "CatBoost model (flatbuffers, read by CatBoost's own parser)"),
+    (0, b"\xba\x16\x4f\x2f", "fastText model (read by fastText's own parser)"),
     (0, b"\x89PNG\r\n\x1a\n", "PNG image"),
     (0, b"\xff\xd8\xff", "JPEG image"),
     (8, b"WEBP", "WebP image"),
@@ -119,8 +129,8 @@ def _unrecognised(blob: Blob, head: bytes, ctx: ScanContext) -> str:
             "MW-FORMAT-NOT-MODEL",
             Severity.INFO,
             blob.location,
-            f"{kind}, not a model: no model loader opens it (its bytes, not its name, say so);"
-            " not scanned further",
+            f"{kind}: no loader that runs code (pickle, torch, NumPy, joblib, Keras...) opens"
+            " it, as its bytes, not its name, say; not scanned further",
         )
         return "not-a-model"
     ctx.report(

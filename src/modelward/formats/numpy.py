@@ -59,8 +59,7 @@ def read_header(stream: BinaryIO, size: int, max_header: int) -> tuple[dict[str,
     if not (text.startswith("{") and text.endswith("}")):
         raise NpyError("header is not a dict literal")
     try:
-        # literal_eval builds literals only; it never calls anything.
-        header = ast.literal_eval(text)
+        header = _literal(text, python2=prefix[6] < 3)
     except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
         raise NpyError(f"header dict does not parse: {exc}") from exc
     if not isinstance(header, dict) or set(header) != _KEYS:
@@ -73,6 +72,22 @@ def read_header(stream: BinaryIO, size: int, max_header: int) -> tuple[dict[str,
     if not isinstance(header["fortran_order"], bool):
         raise NpyError("fortran_order is not a bool")
     return header, start + length
+
+
+#: A Python 2 long literal (`2L`) outside a string, which `np.load` strips from 1.0/2.0 headers.
+_PY2_LONG = re.compile(r"""('[^']*'|"[^"]*")|\b(\d+)[lL]\b""")
+
+
+def _literal(text: str, *, python2: bool) -> Any:
+    """The header's dict, as `np.load` reads it: literals only (never a call), and for
+    versions 1.0 and 2.0, Python 2 longs (`(2L,)`) once plain parsing fails
+    (`numpy.lib.format._filter_header`)."""
+    try:
+        return ast.literal_eval(text)
+    except SyntaxError:
+        if not python2:
+            raise
+    return ast.literal_eval(_PY2_LONG.sub(lambda m: m.group(1) or m.group(2), text))
 
 
 def has_object(descr: Any) -> bool:

@@ -217,7 +217,9 @@ def _is_short_text(data: memoryview) -> bool:
         text = bytes(data).decode("utf-8")
     except UnicodeDecodeError:
         return False
-    return text.isprintable()
+    # Writers put multi-line text here (CatBoost: "Git info:\n    Commit: ..."): printable
+    # apart from line breaks and tabs.
+    return text.replace("\n", " ").replace("\r", " ").replace("\t", " ").isprintable()
 
 
 class _Walk:

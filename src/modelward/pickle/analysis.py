@@ -252,7 +252,7 @@ def _report_verdict(
             evidence=evidence,
         )
     elif verdict is Verdict.UNKNOWN:
-        _report_by_knowledge(imported, where, evidence, ctx)
+        _report_by_knowledge(imported, policy, where, evidence, ctx)
 
 
 def _report_denied(
@@ -286,7 +286,11 @@ def _report_denied(
 
 
 def _report_by_knowledge(
-    imported: ImportedGlobal, where: Location, evidence: str, ctx: ScanContext
+    imported: ImportedGlobal,
+    policy: GlobalPolicy,
+    where: Location,
+    evidence: str,
+    ctx: ScanContext,
 ) -> None:
     """Judge each use of a name the lists do not cover by what the knowledge base says it runs."""
     path = imported.path
@@ -296,6 +300,8 @@ def _report_by_knowledge(
     for use in imported.uses:
         judgement = known.judge(use) if known is not None else None
         if judgement is not None and judgement.outcome is Outcome.SINK:
+            if policy.reviewed_road(judgement.sink):
+                continue
             verb, runs = _USE_TEXT[use]
             ctx.report(
                 "MW-PICKLE-DANGEROUS-GLOBAL",

@@ -283,6 +283,8 @@ def _dangerous(imported: ImportedGlobal, policy: GlobalPolicy) -> tuple[str, Sev
     for use in imported.uses:
         judgement = known.judge(use) if known is not None else None
         if judgement is not None and judgement.outcome is Outcome.SINK:
+            if policy.reviewed_road(judgement.sink):
+                continue
             return f"uses {imported.path}, which reaches {judgement.sink}", Severity.CRITICAL
         if use is Use.CALL and (judgement is None or judgement.outcome is Outcome.UNKNOWN):
             return f"calls {imported.path}, which is on no list", Severity.HIGH

@@ -99,14 +99,25 @@ def _names(stem: str) -> dict[str, tuple[str, str]]:
 
 
 def lookup(module: str, qualname: str) -> KnownName | None:
-    """The knowledge base's entry for `module.qualname`, or None when it does not know it."""
+    """The knowledge base's entry for `module.qualname`, or None when it does not know it.
+
+    Packages move public classes to their top-level name (`pandas.PeriodDtype` is
+    `pandas.core.dtypes.dtypes.PeriodDtype` in older pandas, whose files name it so): a
+    name the knowledge base lacks is looked up under its shorter module prefixes too.
+    """
     stem = _index().get(module.partition(".")[0])
     if stem is None:
         return None
-    path = f"{module}.{qualname}"
-    entry = _names(stem).get(path)
+    names = _names(stem)
+    parts = module.split(".")
+    entry = None
+    for end in range(len(parts), 0, -1):
+        entry = names.get(f"{'.'.join(parts[:end])}.{qualname}")
+        if entry is not None:
+            break
     if entry is None:
         return None
+    path = f"{module}.{qualname}"
     kind, verdicts = entry
     columns = verdicts.split("\t")
     if len(columns) != len(_COLUMNS):

@@ -54,6 +54,13 @@ class GlobalPolicy:
     special_dunders: frozenset[str] = frozenset()
     #: Callables no serializer calls at load (`builtins.print`): a call is a probe.
     side_effects: frozenset[str] = frozenset()
+    #: Functions a person has read and found safe on the road to a sink (`[reviewed]`).
+    reviewed: frozenset[str] = frozenset()
+
+    def reviewed_road(self, sink: str) -> bool:
+        """A knowledge-base sink (`LABEL via A > ... > Z`) reached through a reviewed function."""
+        _, via, road = sink.partition(" via ")
+        return bool(via) and any(step.strip() in self.reviewed for step in road.split(" > "))
 
     def with_allowed(self, extra: Iterable[str]) -> GlobalPolicy:
         extra = frozenset(extra)
@@ -142,4 +149,5 @@ def default_policy() -> GlobalPolicy:
         },
         special_dunders=frozenset(data["dunders"]["special"]),
         side_effects=frozenset(data["side_effects"]["globals"]),
+        reviewed=frozenset(data["reviewed"]),
     )
