@@ -231,6 +231,25 @@ SINK_NAMES: dict[str, str] = {
     "urllib3.poolmanager.PoolManager.urlopen": "network",
     "urllib3._request_methods.RequestMethods.request": "network",
     "aiohttp.client.ClientSession._request": "network",
+    "_ctypes.dlopen": "ctypes.dlopen",
+    "_ctypes.dlsym": "ctypes.dlsym",
+    "_ctypes.dlclose": "ctypes.dlclose",
+    "_ctypes.call_function": "ctypes.call_function",
+    "_ctypes.call_cdeclfunction": "ctypes.call_function",
+    "_ctypes.PyObj_FromPtr": "ctypes.PyObj_FromPtr",
+    "_ctypes.Py_INCREF": "ctypes.Py_INCREF",
+    "_ctypes.Py_DECREF": "ctypes.Py_DECREF",
+    "_ctypes.CFuncPtr": "ctypes function pointer",
+    "_ctypes._unpickle": "ctypes raw memory",
+    "_ctypes._CData.__setstate__": "ctypes raw memory",
+    "ctypes.memmove": "ctypes.memmove",
+    "ctypes.memset": "ctypes.memset",
+    "ctypes.cast": "ctypes.cast",
+    "ctypes._cast": "ctypes.cast",
+    "ctypes.string_at": "ctypes.string_at",
+    "ctypes._string_at": "ctypes.string_at",
+    "ctypes.wstring_at": "ctypes.wstring_at",
+    "ctypes._wstring_at": "ctypes.wstring_at",
     "numpy.load": "numpy.load",
     "numpy.fromfile": "numpy.fromfile",
     "numpy.ndarray.tofile": "numpy.ndarray.tofile",
@@ -271,13 +290,13 @@ PATH_SINK_LABELS = {"builtins.open", "io.FileIO", "io.open_code", "numpy.fromfil
 CODE_SINK_LABELS = {
     "builtins.eval", "builtins.exec", "builtins.compile", "builtins.__import__",
     "importlib.import_module", "importlib.__import__", "importlib.util.find_spec",
+    "os.register_at_fork",
 }  # fmt: skip
 # Sinks that only count when the attribute name (second argument) may carry stream data.
 ATTR_SINK_LABELS = {"builtins.getattr", "builtins.setattr", "builtins.delattr"}
 
 # Every callable of these modules is a sink (C modules without a safe member worth keeping).
 SINK_MODULES: dict[str, str] = {
-    "_ctypes": "ctypes",
     "_posixsubprocess": "subprocess",
     "_socket": "network",
     "_posixshmem": "shared memory",
@@ -933,10 +952,6 @@ class Body:
     ) -> frozenset[str] | None:
         """Parameters of `fn` that receive stream data at this call (None: all)."""
         code = fn.__code__
-        if any(isinstance(a, ast.Starred) for a in node.args):
-            return None
-        if any(k.arg is None for k in node.keywords):
-            return None
         npos = code.co_argcount
         names = list(code.co_varnames[:npos])
         kwonly = list(code.co_varnames[npos : npos + code.co_kwonlyargcount])
@@ -948,15 +963,28 @@ class Body:
         if bound and names:
             names = names[1:]
         out: set[str] = set()
+        starred_at: int | None = None
         for i, arg in enumerate(node.args):
+            if isinstance(arg, ast.Starred):
+                starred_at = i if starred_at is None else starred_at
+                arg = arg.value
             if not self.is_tainted(arg):
                 continue
-            if i < len(names):
+            if starred_at is not None:  # positions unknown from here on
+                out.update(names[starred_at:])
+                if vararg:
+                    out.add(vararg)
+            elif i < len(names):
                 out.add(names[i])
             elif vararg:
                 out.add(vararg)
         for kw in node.keywords:
             if not self.is_tainted(kw.value):
+                continue
+            if kw.arg is None:  # **mapping: any parameter not given by position
+                out.update(names[len(node.args) :], kwonly)
+                if varkw:
+                    out.add(varkw)
                 continue
             if kw.arg in names or kw.arg in kwonly:
                 out.add(kw.arg)  # type: ignore[arg-type]
