@@ -869,8 +869,14 @@ class Body:
         assigned: collections.Counter[str] = collections.Counter()
         for_const: collections.Counter[str] = collections.Counter()
         values: dict[str, ast.expr] = {}
+        imports: dict[str, Any] = {}
         for sub in self.an.walk(self.node):
-            if isinstance(sub, ast.Assign):
+            if isinstance(sub, (ast.Import, ast.ImportFrom)):
+                for name, obj in self._local_import(sub):
+                    assigned[name] += 1
+                    if obj is not None:
+                        imports[name] = obj
+            elif isinstance(sub, ast.Assign):
                 for tgt in sub.targets:
                     for name in _names(tgt):
                         assigned[name] += 1
@@ -902,12 +908,44 @@ class Body:
         for name, count in assigned.items():
             if for_const[name] and for_const[name] == count:
                 self.const_names.add(name)
+            if count == 1 and name in imports:
+                self.typed[name] = ("obj", imports[name])
+                continue
             value = values.get(name)
             if count != 1 or value is None or name == self.selfname:
                 continue
             got = self.resolve(value)
             if got is not None and got[0] in {"obj", "inst", "bound"}:
                 self.typed[name] = got
+
+    def _local_import(self, node: ast.Import | ast.ImportFrom) -> Iterator[tuple[str, Any]]:
+        """Names bound by an `import` inside the function, resolved in sys.modules (the
+        worker has imported the package, so what the function would import is there)."""
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    yield alias.asname, sys.modules.get(alias.name)
+                else:
+                    top = alias.name.split(".")[0]
+                    yield top, sys.modules.get(top)
+            return
+        base = node.module or ""
+        if node.level:
+            package = self.glb.get("__package__") or ""
+            parts = package.split(".") if package else []
+            if node.level > 1:
+                parts = parts[: len(parts) - (node.level - 1)]
+            base = ".".join([*parts, base] if base else parts)
+        mod = sys.modules.get(base)
+        for alias in node.names:
+            if alias.name == "*":
+                continue
+            obj = None
+            if mod is not None:
+                obj = vars(mod).get(alias.name)
+            if obj is None:
+                obj = sys.modules.get(f"{base}.{alias.name}")
+            yield alias.asname or alias.name, obj
 
     # -- stream data (taint) -----------------------------------------------------------
 
