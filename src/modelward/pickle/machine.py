@@ -489,6 +489,16 @@ class PickleMachine:
             if len(items) == 2 and consts[1] is not None and isinstance(items[0], ImportedGlobal):
                 return self._attribute(items[0], consts[1], offset, f"[{consts[1]!r}]")
             return Opaque("<item>")
+        if wrapper == "import":
+            # `numpy.core._ufunc_reconstruct(module, name)` is `__import__(module).name`.
+            if len(items) == 2 and consts[0] is not None and consts[1] is not None:
+                resolved = self._import(consts[0], consts[1], offset, "import")
+                resolved.via = f"{func.path}({consts[0]!r}, {consts[1]!r})"
+                return resolved
+            self.unresolved.append(
+                Unresolved(offset, f"{func.path}{describe(args)}: computed module or name", True)
+            )
+            return Hidden(f"<{func.path}>")
         if wrapper == "encode":
             # Protocol 0-2 write bytes as `_codecs.encode(text, "latin1")`: the same data.
             same = len(items) == 2 and consts[1] in ("latin1", "latin-1", "iso-8859-1")
