@@ -19,6 +19,7 @@ from modelward.findings import Finding, Location, ScanReport, ScanResult, Severi
 from modelward.folders import scan_model_folders
 from modelward.formats import SCANNERS
 from modelward.formats.base import HEAD_SIZE, Blob, ScanAborted, ScanContext
+from modelward.pickle.sniff import looks_like_text
 
 if TYPE_CHECKING:
     from modelward.integrity.cache import DigestCache
@@ -121,7 +122,7 @@ def _unrecognised(blob: Blob, head: bytes, ctx: ScanContext) -> str:
     ctx.read_counter[0] += len(head)
     if blob.size == 0:
         return "empty"
-    if _looks_like_text(head):
+    if looks_like_text(head):
         return "text"
     kind = not_a_model(head)
     if kind is not None:
@@ -142,17 +143,6 @@ def _unrecognised(blob: Blob, head: bytes, ctx: ScanContext) -> str:
         evidence=head[:16].hex(),
     )
     return "unknown"
-
-
-def _looks_like_text(head: bytes) -> bool:
-    if b"\x00" in head:
-        return False
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        # A multi-byte character cut at the end of the head is still text.
-        return exc.start >= len(head) - 3
-    return True
 
 
 def scan_file(path: Path, config: ScanConfig, display: str | None = None) -> ScanResult:

@@ -41,9 +41,8 @@ import re
 from dataclasses import dataclass, field
 
 from modelward.findings import Severity
-from modelward.formats.base import Blob, ScanAborted, ScanContext
-from modelward.formats.pickle import scan_pickle_stream
-from modelward.formats.pytorch import LEGACY_PICKLES
+from modelward.formats.base import Blob, ScanContext
+from modelward.formats.pytorch import LEGACY_PICKLES, scan_pickle_blob
 from modelward.formats.zip import (
     ZipArchive,
     ZipMember,
@@ -257,14 +256,7 @@ def _scan_loaded(archive: ZipArchive, member: ZipMember, how: str, ctx: ScanCont
         ctx.scan_member(blob)
         return
     streams = 1 if how.startswith("pickle.loads") else LEGACY_PICKLES
-    try:
-        with ctx.open(blob) as stream:
-            walked = scan_pickle_stream(stream, blob.location, ctx, max_streams=streams)
-    except ScanAborted as exc:
-        if exc.rule_id == "MW-LIMIT-TIME":
-            raise
-        ctx.report(exc.rule_id, Severity.MEDIUM, blob.location, exc.message)
-        return
+    walked = scan_pickle_blob(blob, ctx, max_streams=streams)
     if walked == 0:
         ctx.report(
             "MW-PT2-MALFORMED",

@@ -133,19 +133,25 @@ def _expected(member: ZipMember, tops: set[bytes]) -> bool:
     return folder in tops and _EXPECTED.fullmatch(rest.decode("utf-8", "replace")) is not None
 
 
+def scan_pickle_blob(blob: Blob, ctx: ScanContext, *, max_streams: int) -> int | None:
+    """Walk up to `max_streams` pickles of a member as a loader reads them; how many were
+    walked, or None when a limit stopped the member (reported here; the deadline is raised)."""
+    try:
+        with ctx.open(blob) as stream:
+            return scan_pickle_stream(stream, blob.location, ctx, max_streams=max_streams)
+    except ScanAborted as exc:
+        if exc.rule_id == "MW-LIMIT-TIME":
+            raise
+        ctx.report(exc.rule_id, Severity.MEDIUM, blob.location, exc.message)
+        return None
+
+
 def _scan_pickle_member(archive: ZipArchive, member: ZipMember, ctx: ScanContext) -> None:
     """Scan a pickle member as the pickle `torch.load` runs, whatever its bytes look like."""
     if member.is_encrypted or member.is_symlink:
         return  # already reported by read_zip; nothing can be read
     blob = archive.member_blob(member)
-    try:
-        with ctx.open(blob) as stream:
-            walked = scan_pickle_stream(stream, blob.location, ctx, max_streams=1)
-    except ScanAborted as exc:
-        if exc.rule_id == "MW-LIMIT-TIME":
-            raise
-        ctx.report(exc.rule_id, Severity.MEDIUM, blob.location, exc.message)
-        return
+    walked = scan_pickle_blob(blob, ctx, max_streams=1)
     if walked == 0:
         ctx.report(
             "MW-TORCH-MALFORMED",

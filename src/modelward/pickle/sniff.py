@@ -78,7 +78,7 @@ def looks_like_pickle(head: bytes, more: Callable[[], BinaryIO] | None = None) -
     walk = walk_head(head)
     if is_pickle_walk(walk, cut=cut):
         return True
-    if walk.ending == "truncated" and cut and more is not None and _is_text(head):
+    if walk.ending == "truncated" and cut and more is not None and looks_like_text(head):
         # The head ended mid-argument (a long first line): read on, as a loader would.
         # Only text-like heads: a binary one not claimed here is an unknown format
         # (fail closed), never silently text.
@@ -166,7 +166,8 @@ def _known_top_modules() -> frozenset[str]:
     return frozenset(sys.stdlib_module_names) | knowledge.covered_modules() | tops
 
 
-def _is_text(head: bytes) -> bool:
+def looks_like_text(head: bytes) -> bool:
+    """UTF-8 without NULs; a multi-byte character cut at the end of the head is still text."""
     if b"\x00" in head:
         return False
     try:
