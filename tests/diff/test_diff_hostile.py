@@ -57,8 +57,7 @@ def test_pickle_machine_survives_any_bytes(data: bytes) -> None:
 def test_self_referencing_pickle_is_walked_once() -> None:
     """A dict holding itself twice per level would be 2**64 paths if walked naively."""
     root = DictValue()
-    root.pairs.append((Const("a"), root))
-    root.pairs.append((Const("b"), ListValue([root, TupleValue([root])])))
+    root.add([(Const("a"), root), (Const("b"), ListValue([root, TupleValue([root])]))])
     assert list(_tensors(root)) == []
 
 

@@ -24,7 +24,7 @@ underflow, a missing memo key) is `PickleDamage`.
 from __future__ import annotations
 
 import _compat_pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from modelward.pickle.knowledge import Use
@@ -107,19 +107,28 @@ class SetValue(Value):
 
 
 class DictValue(Value):
-    """A dict; its pairs are kept (each value was charged when it was pushed)."""
+    """A dict; its pairs are kept (each value was charged when it was pushed), with an index
+    of its constant string keys and its dunder pairs, so lookups and BUILD checks cost
+    nothing per pair however often a hostile stream reuses one big dict."""
 
-    __slots__ = ("pairs",)
+    __slots__ = ("_strings", "dunder_pairs", "pairs")
 
     def __init__(self) -> None:
         self.pairs: list[tuple[Value, Value]] = []
+        self.dunder_pairs: list[tuple[Value, Value]] = []
+        self._strings: dict[str, Value] = {}
+
+    def add(self, pairs: Iterable[tuple[Value, Value]]) -> None:
+        for key, value in pairs:
+            self.pairs.append((key, value))
+            if isinstance(key, Const) and isinstance(key.value, str):
+                self._strings[key.value] = value
+                if DUNDER.match(key.value):
+                    self.dunder_pairs.append((key, value))
 
     def get(self, key: str) -> Value | None:
         """The last value set under the constant string `key`."""
-        for k, v in reversed(self.pairs):
-            if isinstance(k, Const) and k.value == key:
-                return v
-        return None
+        return self._strings.get(key)
 
 
 @dataclass(eq=False)
@@ -597,7 +606,7 @@ class PickleMachine:
         state = self._pop(offset, opcode)
         target = self._top(offset, opcode)
         parts = state.items if isinstance(state, TupleValue) else [state]
-        pairs = [p for part in parts if isinstance(part, DictValue) for p in part.pairs]
+        pairs = [p for part in parts if isinstance(part, DictValue) for p in part.dunder_pairs]
         self._check_dunders(pairs, target, offset, opcode, value_matters=True)
         if isinstance(target, ImportedGlobal):
             if not (isinstance(state, Const) and state.value is None):
@@ -662,7 +671,7 @@ class PickleMachine:
         target = self._top(offset, opcode)
         pairs = list(zip(items[0::2], items[1::2], strict=False))
         if isinstance(target, DictValue):
-            target.pairs.extend(pairs)
+            target.add(pairs)
         elif isinstance(target, ImportedGlobal):
             target.mutation_offsets.append(offset)
             self._check_dunders(pairs, target, offset, opcode, value_matters=False)
@@ -704,7 +713,7 @@ class PickleMachine:
             value = TupleValue(items)
         elif opcode.name == "DICT":
             value = DictValue()
-            value.pairs.extend(zip(items[0::2], items[1::2], strict=False))
+            value.add(zip(items[0::2], items[1::2], strict=False))
         elif opcode.name == "LIST":
             value = ListValue(items)
         else:  # FROZENSET
