@@ -159,53 +159,51 @@ class ByteSource:
             self._pos += step
             left -= step
 
+    def _line_pieces(self, what: str) -> Iterator[bytes]:
+        """The bytes up to the next newline, buffer by buffer (the newline is consumed)."""
+        start = self.offset
+        while True:
+            self._tick()
+            if not self._fill(1):
+                raise PickleDamage(start, f"stream ends inside {what} (no newline)", truncated=True)
+            newline = self._buf.find(b"\n", self._pos)
+            stop = len(self._buf) if newline < 0 else newline
+            piece = self._buf[self._pos : stop]
+            self._pos = stop if newline < 0 else newline + 1
+            yield piece
+            if newline >= 0:
+                return
+
     def read_number_line(self, keep: int, what: str) -> NumberLine:
         """Read up to a newline as C's number parsers see it (see `NumberLine`)."""
-        start = self.offset
         kept: list[bytes] = []
         size = 0
         length = 0
         cut = False
-        while True:
-            self._tick()
-            if not self._fill(1):
-                raise PickleDamage(start, f"stream ends inside {what} (no newline)", truncated=True)
-            newline = self._buf.find(b"\n", self._pos)
-            stop = len(self._buf) if newline < 0 else newline
-            piece = self._buf[self._pos : stop]
+        for piece in self._line_pieces(what):
             length += len(piece)
-            self._pos = stop if newline < 0 else newline + 1
-            if not cut:
-                nul = piece.find(b"\0")
-                if nul >= 0:
-                    piece, cut = piece[:nul], True
-                piece = _SPACE_RUN.sub(b" ", piece)
-                if kept and kept[-1].endswith(b" ") and piece.startswith(b" "):
-                    piece = piece[1:]
-                size += len(piece)
-                if size <= keep:
-                    kept.append(piece)
-            if newline >= 0:
-                return NumberLine(b"".join(kept) if size <= keep else None, length, cut)
-
-    def read_line(self, keep: int, what: str) -> bytes | None:
-        """Read up to a newline; return it without the newline, or None when longer than `keep`."""
-        start = self.offset
-        kept: list[bytes] = []
-        size = 0
-        while True:
-            self._tick()
-            if not self._fill(1):
-                raise PickleDamage(start, f"stream ends inside {what} (no newline)", truncated=True)
-            newline = self._buf.find(b"\n", self._pos)
-            stop = len(self._buf) if newline < 0 else newline
-            piece = self._buf[self._pos : stop]
+            if cut:
+                continue
+            nul = piece.find(b"\0")
+            if nul >= 0:
+                piece, cut = piece[:nul], True
+            piece = _SPACE_RUN.sub(b" ", piece)
+            if kept and kept[-1].endswith(b" ") and piece.startswith(b" "):
+                piece = piece[1:]
             size += len(piece)
             if size <= keep:
                 kept.append(piece)
-            self._pos = stop if newline < 0 else newline + 1
-            if newline >= 0:
-                return b"".join(kept) if size <= keep else None
+        return NumberLine(b"".join(kept) if size <= keep else None, length, cut)
+
+    def read_line(self, keep: int, what: str) -> bytes | None:
+        """Read up to a newline; return it without the newline, or None when longer than `keep`."""
+        kept: list[bytes] = []
+        size = 0
+        for piece in self._line_pieces(what):
+            size += len(piece)
+            if size <= keep:
+                kept.append(piece)
+        return b"".join(kept) if size <= keep else None
 
 
 _SPACE_RUN = re.compile(rb"[ \t\v\f\r]+")
