@@ -13,13 +13,28 @@ import joblib
 import numpy as np
 
 import modelward
-from fixtures.pickles import Reduces, proto, stack_global, text
+from fixtures.pickles import (
+    BUILD,
+    EMPTY_DICT,
+    EMPTY_TUPLE,
+    MARK,
+    NEWFALSE,
+    NEWOBJ,
+    NEWTRUE,
+    REDUCE,
+    SETITEM,
+    SETITEMS,
+    STOP,
+    TUPLE1,
+    TUPLE3,
+    Reduces,
+    proto,
+    stack_global,
+    text,
+)
 from modelward.findings import Severity
 
 MARKER = "modelward-marker"
-EMPTY_DICT, EMPTY_TUPLE, NEWOBJ, BUILD, SETITEM, SETITEMS = b"}", b")", b"\x81", b"b", b"s", b"u"
-MARK, TUPLE1, TUPLE3, REDUCE, STOP = b"(", b"\x85", b"\x87", b"R", b"."
-NEWTRUE, NEWFALSE = b"\x88", b"\x89"
 
 
 def _worst(path: Path) -> Severity | None:

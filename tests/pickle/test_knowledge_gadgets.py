@@ -8,14 +8,24 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures.pickles import STOP, proto, scan_bytes, stack_global, text
+from fixtures.pickles import (
+    BUILD,
+    EMPTY_DICT,
+    EMPTY_TUPLE,
+    NEWOBJ,
+    REDUCE,
+    STOP,
+    TUPLE1,
+    TUPLE2,
+    proto,
+    scan_bytes,
+    stack_global,
+    text,
+)
 from modelward.findings import Severity
 from modelward.pickle import knowledge
 from modelward.pickle.knowledge import Outcome, Use
 from modelward.pickle.policy import Verdict, default_policy
-
-TUPLE1, TUPLE2, REDUCE, NEWOBJ, BUILD = b"\x85", b"\x86", b"R", b"\x81", b"b"
-EMPTY_TUPLE, EMPTY_DICT = b")", b"}"
 
 
 def _call(module: str, name: str, *args: str) -> bytes:

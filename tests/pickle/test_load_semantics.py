@@ -17,11 +17,16 @@ import pytest
 
 from fixtures.pickles import (
     BUILD,
+    EMPTY_DICT,
+    EMPTY_TUPLE,
     MARK,
+    NEWOBJ,
     REDUCE,
+    SETITEM,
     STOP,
     TUPLE1,
     TUPLE2,
+    TUPLE3,
     global_,
     proto,
     scan_bytes,
@@ -29,12 +34,6 @@ from fixtures.pickles import (
     text,
 )
 from modelward.findings import Finding, Severity
-
-TUPLE3 = b"\x87"
-EMPTY_DICT = b"}"
-SETITEM = b"s"
-NEWOBJ = b"\x81"
-EMPTY_TUPLE = b")"
 
 
 def _alarms(data: bytes) -> list[Finding]:

@@ -35,22 +35,30 @@ from types import ModuleType
 import pytest
 
 import modelward
-from fixtures.pickles import REDUCE, STOP, TUPLE1, TUPLE2, global_, proto, stack_global, text
+from fixtures.pickles import (
+    APPENDS,
+    BUILD,
+    DICT,
+    EMPTY_DICT,
+    EMPTY_LIST,
+    MARK,
+    MEMOIZE,
+    NONE,
+    POP,
+    REDUCE,
+    SETITEM,
+    STOP,
+    TUPLE1,
+    TUPLE2,
+    global_,
+    proto,
+    stack_global,
+    text,
+)
 from modelward.findings import ScanResult, Severity
 
 REPO = Path(__file__).resolve().parents[2]
 MARKER = "mw-bypass-marker"
-
-MEMOIZE = b"\x94"
-EMPTY_LIST = b"]"
-MARK = b"("
-APPENDS = b"e"
-BUILD = b"b"
-POP = b"0"
-NONE = b"N"
-DICT = b"d"
-EMPTY_DICT = b"}"
-SETITEM = b"s"
 
 
 def args(*values: object) -> bytes:
