@@ -78,8 +78,8 @@ def _identity(st: os.stat_result) -> tuple[int, ...]:
 
 
 def _check_lock(file: Path, lock: Path, hf_cache: Path | None) -> None:
+    from modelward.integrity.cache import open_cache
     from modelward.integrity.hashing import HashTask, digest_tasks
-    from modelward.integrity.signing import open_cache
     from modelward.integrity.walk import FileEntry
     from modelward.provenance.lock import LockError, find_locked_file, read_lock
 
@@ -111,8 +111,9 @@ def _check_lock(file: Path, lock: Path, hf_cache: Path | None) -> None:
 def _check_signature(
     file: Path, signature: Path, key: StrPath | None, chain: Iterable[StrPath]
 ) -> None:
+    from modelward.integrity.cache import open_cache
     from modelward.integrity.errors import IntegrityError
-    from modelward.integrity.signing import compare_signed, open_cache, verified_manifest
+    from modelward.integrity.signing import compare_signed, verified_manifest
 
     cache = open_cache(True)
     try:

@@ -267,7 +267,7 @@ def scan_paths(
         for path in files:
             add(scan_file(path, config))
     else:
-        from modelward.integrity.signing import digest_cache
+        from modelward.integrity.cache import digest_cache
 
         with digest_cache() as digests:
             for path in files:
@@ -302,7 +302,7 @@ def _scan_into(
 
 def _scan_stored(path: Path, config: ScanConfig, store_url: str, rescan: bool) -> ScanResult:
     """A `-j` worker's scan: the store is opened in the worker, once per process."""
-    from modelward.integrity.signing import digest_cache
+    from modelward.integrity.cache import digest_cache
     from modelward.store.scanning import store_for_url
 
     # The digest cache commits on close: one per file, so nothing is lost when the pool ends.

@@ -212,7 +212,7 @@ def test_model_path_given_as_a_symlink_is_followed(tmp_path: Path) -> None:
 def test_unusable_cache_falls_back_to_hashing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from modelward.integrity.signing import open_cache
+    from modelward.integrity.cache import open_cache
 
     broken = tmp_path / "cachedir"
     broken.mkdir()

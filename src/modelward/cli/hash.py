@@ -96,7 +96,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from modelward.integrity import IntegrityError, hash_model
-    from modelward.integrity.signing import open_cache
+    from modelward.integrity.cache import open_cache
 
     options = hashing_options(args)
     cache = open_cache(options.pop("cache"))

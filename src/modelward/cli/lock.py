@@ -39,8 +39,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from modelward.integrity.cache import open_cache
     from modelward.integrity.errors import IntegrityError
-    from modelward.integrity.signing import open_cache
     from modelward.provenance.lock import check_model, lock_model, read_lock, write_lock
 
     base = args.lock_file.resolve().parent

@@ -60,7 +60,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from modelward.integrity import IntegrityError, verify, verify_hf_cache
-    from modelward.integrity.signing import open_cache
+    from modelward.integrity.cache import open_cache
 
     if (args.hf_cache is None) == (args.path is None):
         print("modelward: give either PATH or --hf-cache DIR", file=sys.stderr)

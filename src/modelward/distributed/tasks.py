@@ -26,7 +26,7 @@ def scan_batch(
     workers) spares re-hashing unchanged big files. The dicts carry `data_files` (left
     out of `to_dict`), which the driver needs to claim ONNX external data.
     """
-    from modelward.integrity.signing import digest_cache
+    from modelward.integrity.cache import digest_cache
     from modelward.scanner import scan_file
 
     if store_url is None:

@@ -23,6 +23,8 @@ import os
 import sqlite3
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from modelward.integrity.walk import FileEntry
@@ -136,3 +138,26 @@ class DigestCache:
     @staticmethod
     def now_ns() -> int:
         return time.time_ns()
+
+
+def open_cache(cache: bool | DigestCache) -> DigestCache | None:
+    """The digest cache to use; none when disabled or when the cache folder is unusable."""
+    if isinstance(cache, DigestCache):
+        return cache
+    if not cache:
+        return None
+    try:
+        return DigestCache()
+    except (OSError, sqlite3.Error):
+        return None
+
+
+@contextmanager
+def digest_cache() -> Iterator[DigestCache | None]:
+    """The user's digest cache for one piece of work (None where unusable), closed after it."""
+    cache = open_cache(True)
+    try:
+        yield cache
+    finally:
+        if cache is not None:
+            cache.close()

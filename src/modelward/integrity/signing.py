@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import replace
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelward.integrity.bundle import Bundle, make_bundle
-from modelward.integrity.cache import DigestCache
+from modelward.integrity.cache import DigestCache, open_cache
 from modelward.integrity.comparison import VerificationResult, compare
 from modelward.integrity.errors import KeyMaterialError
 from modelward.integrity.keys import load_private_key, load_public_key
@@ -29,31 +28,6 @@ def default_signature_path(model: StrPath) -> Path:
     """`<folder>/model.sig` for a folder (model-signing's name), `<file>.sig` for a file."""
     path = Path(model)
     return path / "model.sig" if path.is_dir() else path.with_name(path.name + ".sig")
-
-
-def open_cache(cache: bool | DigestCache) -> DigestCache | None:
-    """The digest cache to use; none when disabled or when the cache folder is unusable."""
-    if isinstance(cache, DigestCache):
-        return cache
-    if not cache:
-        return None
-    import sqlite3
-
-    try:
-        return DigestCache()
-    except (OSError, sqlite3.Error):
-        return None
-
-
-@contextmanager
-def digest_cache() -> Iterator[DigestCache | None]:
-    """The user's digest cache for one piece of work (None where unusable), closed after it."""
-    cache = open_cache(True)
-    try:
-        yield cache
-    finally:
-        if cache is not None:
-            cache.close()
 
 
 def with_signature_ignored(model: Path, signature: Path, ignore: Iterable[str]) -> tuple[str, ...]:

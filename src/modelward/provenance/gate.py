@@ -113,7 +113,7 @@ def gate(
     result.checks.append("scan")
     result.reasons += _scan_reasons(result.scan, policy.fail_on)
     hub_ids: list[str] = []
-    from modelward.integrity.signing import digest_cache
+    from modelward.integrity.cache import digest_cache
 
     with digest_cache() as cache:
         locked = _lock_reasons(model, policy, cache)

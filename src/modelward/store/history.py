@@ -58,7 +58,7 @@ def file_history(store: ResultStore, target: str) -> FileHistory:
         raise IsADirectoryError(f"{target} is a folder; give one file or a SHA-256")
     current = None
     if path.exists():
-        from modelward.integrity.signing import digest_cache
+        from modelward.integrity.cache import digest_cache
 
         with digest_cache() as cache:  # a file scanned or verified before is not read again
             current = sha256_file(path, cache)
