@@ -35,10 +35,12 @@ from onnx import TensorProto, helper, numpy_helper
 from safetensors.numpy import save_file
 
 import modelward
+from modelward import runner
 from modelward.config import ScanConfig
-from modelward.distributed import ray_scan, scan_on_ray
+from modelward.distributed import scan_on_ray
 from modelward.findings import ScanReport
-from modelward.scanner import iter_files, scan_paths
+from modelward.runner import scan_paths
+from modelward.scanner import iter_files
 from modelward.store import open_store
 
 MB = 1 << 20
@@ -189,10 +191,10 @@ def main(argv: list[str] | None = None) -> int:
             "`scan_on_ray` + SQLite store written by the tasks (fresh store)",
             lambda: on_ray(fresh_store()),
         )
-        batch_files = ray_scan.MAX_BATCH_FILES
-        ray_scan.MAX_BATCH_FILES = 1
+        batch_files = runner.MAX_BATCH_FILES
+        runner.MAX_BATCH_FILES = 1
         measure("`scan_on_ray`, one task per file (no batching)", on_ray)
-        ray_scan.MAX_BATCH_FILES = batch_files
+        runner.MAX_BATCH_FILES = batch_files
 
         @ray.remote
         def noop(path: str) -> dict[str, Any]:

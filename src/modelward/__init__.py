@@ -28,7 +28,7 @@ def scan(
 
     Nothing is loaded or executed; a path that does not exist raises `FileNotFoundError`.
     """
-    from modelward.scanner import scan_paths
+    from modelward.runner import scan_paths
 
     return scan_paths([Path(p) for p in paths], config=config, jobs=jobs)
 

@@ -1,7 +1,8 @@
 """The core of a scan: walk the paths, detect each file's format by content, dispatch.
 
 This is the small piece that joins the format scanners (`formats/`), the
-findings model and the config; the CLI and the public API both call it.
+findings model and the config. It knows nothing of stores, processes or Ray:
+`runner` runs it for the CLI, the public API, `-j` workers, Ray tasks and the service.
 """
 
 from __future__ import annotations
@@ -9,21 +10,15 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from modelward.config import ScanConfig
-from modelward.findings import Finding, Location, ScanReport, ScanResult, Severity
+from modelward.findings import Finding, Location, ScanResult, Severity
 from modelward.folders import scan_model_folders
 from modelward.formats import SCANNERS
 from modelward.formats.base import HEAD_SIZE, Blob, ScanAborted, ScanContext
 from modelward.pickle.sniff import looks_like_text
-
-if TYPE_CHECKING:
-    from modelward.integrity.cache import DigestCache
-    from modelward.store import ResultStore
 
 #: Folders never descended into when a directory is scanned.
 SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__"})
@@ -229,85 +224,17 @@ def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
             raise FileNotFoundError(f"no such file or directory: {root}")
 
 
-def scan_paths(
-    paths: Sequence[Path],
-    config: ScanConfig | None = None,
-    jobs: int = 1,
-    on_result: Callable[[ScanResult], None] | None = None,
-    store: ResultStore | None = None,
-    rescan: bool = False,
-) -> ScanReport:
-    """Scan files and folders; `jobs` > 1 scans files in that many processes.
-
-    With a `store`, each file's result is reused from it when the same bytes were
-    scanned under the same rules and config (unless `rescan`), and every scan is
-    recorded there; `-j` workers open the store by its URL.
-    """
-    config = config if config is not None else ScanConfig()
-    start = time.monotonic()
-    files = list(iter_files(paths))
-    report = ScanReport()
-
-    def add(result: ScanResult) -> None:
-        report.results.append(result)
-        if on_result is not None:
-            on_result(result)
-
-    if jobs > 1 and len(files) > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            n = len(files)
-            if store is None:
-                results = pool.map(scan_file, files, [config] * n, chunksize=1)
-            else:
-                urls, flags = [store.url] * n, [rescan] * n
-                results = pool.map(_scan_stored, files, [config] * n, urls, flags, chunksize=1)
-            for result in results:
-                add(result)
-    elif store is None:
-        for path in files:
-            add(scan_file(path, config))
-    else:
-        from modelward.integrity.cache import digest_cache
-
-        with digest_cache() as digests:
-            for path in files:
-                add(_scan_into(path, config, store, rescan, digests))
-    # Folder results (a Hugging Face model folder) are not stored: no one file's result.
-    for result in finish_results(files, report.results, config):
-        add(result)
-    report.seconds = time.monotonic() - start
-    return report
-
-
 def finish_results(
     files: Sequence[Path], results: list[ScanResult], config: ScanConfig
 ) -> list[ScanResult]:
     """What only the whole set of files shows, once every file has its result.
 
     Claims raw data files named by scanned models (in place in `results`) and returns the
-    extra per-folder results (Hugging Face model folders) to append. Shared by
-    `scan_paths` and the Ray driver so both report a folder the same way.
+    extra per-folder results (Hugging Face model folders) to append. Shared by the
+    runner and the Ray driver so both report a folder the same way.
     """
     _claim_data_files(results)
     return scan_model_folders(files, config)
-
-
-def _scan_into(
-    path: Path, config: ScanConfig, store: ResultStore, rescan: bool, digests: DigestCache | None
-) -> ScanResult:
-    from modelward.store.scanning import scan_and_record
-
-    return scan_and_record(path, config, store, rescan=rescan, digests=digests).result
-
-
-def _scan_stored(path: Path, config: ScanConfig, store_url: str, rescan: bool) -> ScanResult:
-    """A `-j` worker's scan: the store is opened in the worker, once per process."""
-    from modelward.integrity.cache import digest_cache
-    from modelward.store.scanning import store_for_url
-
-    # The digest cache commits on close: one per file, so nothing is lost when the pool ends.
-    with digest_cache() as digests:
-        return _scan_into(path, config, store_for_url(store_url), rescan, digests)
 
 
 def _claim_data_files(results: list[ScanResult]) -> None:
@@ -334,4 +261,4 @@ def _claim_data_files(results: list[ScanResult]) -> None:
         )
 
 
-__all__ = ["Location", "dispatch", "finish_results", "iter_files", "scan_file", "scan_paths"]
+__all__ = ["Location", "dispatch", "finish_results", "iter_files", "scan_file"]

@@ -19,10 +19,10 @@ import pytest
 
 from modelward.config import ScanConfig
 from modelward.distributed import RayConnectionError, scan_on_ray
-from modelward.distributed.ray_scan import MAX_BATCH_FILES, _check_one_node, batches
+from modelward.distributed.ray_scan import _check_one_node
 from modelward.findings import ScanReport, ScanResult, Severity
 from modelward.folders import FOLDER_FORMAT
-from modelward.scanner import scan_paths
+from modelward.runner import MAX_BATCH_FILES, batches, file_size, scan_paths
 from modelward.store import StoreError, open_store
 
 pytestmark = pytest.mark.usefixtures("local_ray")
@@ -100,7 +100,9 @@ def test_a_task_that_dies_becomes_an_error_result(tmp_path: Path) -> None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
 
-    assert [len(run) for run in batches(sorted(tmp_path.iterdir()), cpus=2)] == [2] * 8
+    assert [len(run) for run in batches([file_size(p) for p in sorted(tmp_path.iterdir())], 2)] == [
+        2
+    ] * 8
     killer = threading.Thread(target=kill_workers_reading_it)
     killer.start()
     try:
@@ -121,7 +123,7 @@ def test_batches_keep_order_and_put_big_files_alone(tmp_path: Path) -> None:
         path = tmp_path / f"{i:03}.bin"
         path.write_bytes(b"x" * (70 * 1024**2 if i == 5 else 10))
         files.append(path)
-    runs = batches(files, cpus=2)
+    runs = batches([file_size(p) for p in files], 2)
     assert [i for run in runs for i in run] == list(range(200))
     assert [5] in runs
     assert max(len(run) for run in runs) <= MAX_BATCH_FILES

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from fixtures.pickles import call_system_p4
 from modelward.config import ScanConfig
-from modelward.store import open_store, scan_and_record
+from modelward.runner import scan_and_record
+from modelward.store import open_store
 
 WRITES_PER_PROCESS = 15
 

@@ -11,13 +11,8 @@ import sqlalchemy
 from fixtures.pickles import call_system_p4
 from modelward.config import Limits, ScanConfig
 from modelward.findings import Finding, Location, ScanResult, Severity
-from modelward.store import (
-    StoreError,
-    open_store,
-    ruleset_version,
-    scan_and_record,
-    sha256_file,
-)
+from modelward.runner import scan_and_record
+from modelward.store import StoreError, open_store, ruleset_version, sha256_file
 from modelward.store import ruleset as ruleset_module
 from modelward.store.schema import HEAD_REVISION
 from modelward.store.urls import default_store_url, mask_url, normalise_url

@@ -175,7 +175,8 @@ def _positive_int(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from modelward.cli.main import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS
     from modelward.report import RENDERERS
-    from modelward.scanner import iter_files, scan_paths
+    from modelward.runner import scan_paths
+    from modelward.scanner import iter_files
 
     paths = list(args.paths)
     if args.files_from is not None:

@@ -20,18 +20,12 @@ from typing import TYPE_CHECKING, Any, cast
 
 from modelward.config import ScanConfig
 from modelward.findings import ScanReport, ScanResult
+from modelward.runner import BATCHES_PER_WORKER, batches, file_size
 from modelward.scanner import finish_results, iter_files
 
 if TYPE_CHECKING:
     from types import ModuleType
 
-#: Aim for this many tasks per CPU, so a slow file does not leave the other CPUs idle.
-TASKS_PER_CPU = 4
-#: A task holds at most this many files: a task costs ~0.6-1.2 ms, about as much as a small
-#: file's scan, so batching pays for small files (see docs/benchmarks.md, "Scale").
-MAX_BATCH_FILES = 32
-#: ...and at most about this many bytes, so big files get a task (and a CPU) each.
-MAX_BATCH_BYTES = 64 * 1024**2
 #: Seconds to wait for a TCP connection to the given address before calling Ray.
 CONNECT_TIMEOUT = 5.0
 
@@ -154,31 +148,6 @@ def _check_reachable(address: str) -> None:
         ) from None
 
 
-def batches(files: Sequence[Path], cpus: int) -> list[list[int]]:
-    """Indexes of consecutive files, in runs small enough to spread over `cpus`; big files alone."""
-    per_batch = max(1, min(MAX_BATCH_FILES, len(files) // (TASKS_PER_CPU * max(cpus, 1))))
-    out: list[list[int]] = []
-    batch: list[int] = []
-    batch_bytes = 0
-    for i, path in enumerate(files):
-        size = _size(path)
-        if batch and (len(batch) >= per_batch or batch_bytes + size > MAX_BATCH_BYTES):
-            out.append(batch)
-            batch, batch_bytes = [], 0
-        batch.append(i)
-        batch_bytes += size
-    if batch:
-        out.append(batch)
-    return out
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0  # the task reports why it cannot be read
-
-
 def _run_tasks(
     ray: ModuleType,
     files: list[Path],
@@ -197,10 +166,11 @@ def _run_tasks(
     config_ref = ray.put(config)
     results: list[ScanResult | None] = [None] * len(files)
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    queue = deque(batches(files, cpus))
+    # A task costs ~0.6-1.2 ms, about a small file's scan: small files travel in batches.
+    queue = deque(batches([file_size(f) for f in files], cpus))
     # A bounded number of tasks in flight keeps the driver's memory and `ray.wait` small
     # for a million files, while every CPU still has work queued behind the running task.
-    window = 2 * TASKS_PER_CPU * max(cpus, 1)
+    window = 2 * BATCHES_PER_WORKER * max(cpus, 1)
     pending: dict[Any, list[int]] = {}
     while queue or pending:
         while queue and len(pending) < window:

@@ -315,7 +315,7 @@ def _scan_results(
     The report also holds the folder-level results (`hf-model-folder`: `auto_map` code,
     chat templates), which belong to the model rather than to one file.
     """
-    from modelward.scanner import scan_paths
+    from modelward.runner import scan_paths
 
     report = scan_paths([entry.root], config)
     if entry.root.is_file():

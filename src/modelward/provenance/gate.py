@@ -107,7 +107,7 @@ def gate(
         config = load_config(None if config is None else Path(config))
     policy = config.policy
     result = GateResult(path=str(model))
-    from modelward.scanner import scan_paths
+    from modelward.runner import scan_paths
 
     result.scan = scan_paths([model], config=config.scan)
     result.checks.append("scan")

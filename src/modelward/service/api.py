@@ -149,7 +149,7 @@ def _scan(
     sha256: str | None,
 ) -> StoredScan:
     """Diff (when asked) and scan-or-reuse, recorded as one scan event; runs in the pool."""
-    from modelward.store.scanning import scan_and_record
+    from modelward.runner import scan_and_record
 
     diff = _diff(reference[0], reference[1], path, display) if reference else None
     return scan_and_record(

@@ -21,8 +21,6 @@ _LAZY = {
     "Verdict": "modelward.store.records",
     "ruleset_version": "modelward.store.ruleset",
     "sha256_file": "modelward.store.ruleset",
-    "scan_and_record": "modelward.store.scanning",
-    "store_for_url": "modelward.store.scanning",
     "ResultStore": "modelward.store.sql",
     "is_reusable": "modelward.store.sql",
     "open_store": "modelward.store.sql",
@@ -31,7 +29,6 @@ _LAZY = {
 if TYPE_CHECKING:
     from modelward.store.records import ModelSummary, StoredScan, Verdict
     from modelward.store.ruleset import ruleset_version, sha256_file
-    from modelward.store.scanning import scan_and_record, store_for_url
     from modelward.store.sql import ResultStore, is_reusable, open_store
 
 
@@ -54,7 +51,5 @@ __all__ = [
     "mask_url",
     "open_store",
     "ruleset_version",
-    "scan_and_record",
     "sha256_file",
-    "store_for_url",
 ]
