@@ -88,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
                     allow_symlinks=args.allow_symlinks,
                     cache=cache if cache is not None else False,
                     jobs=args.jobs,
+                    # The store keys verdicts by each file's SHA-256: taken in the same
+                    # read as the signed digests, so the model is read once.
+                    whole_sha256=store is not None,
                 )
         except (IntegrityError, OSError) as exc:
             print(f"modelward: verification failed: {exc}", file=sys.stderr)
@@ -144,6 +147,7 @@ def _record(
         ignore_paths=with_signature_ignored(args.path, signature, DEFAULT_IGNORE),
         allow_symlinks=args.allow_symlinks,
         cache=cache,
+        sha256=result.file_sha256 if result is not None else None,
     )
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from modelward.integrity.cache import DigestCache
-from modelward.integrity.manifest import Manifest, build_manifest, model_name
+from modelward.integrity.manifest import Manifest, hash_files, model_name
 from modelward.integrity.walk import list_files
 
 
@@ -46,6 +46,9 @@ class VerificationResult:
     mismatch: list[Mismatch] = field(default_factory=list)
     hashed: bool = False
     signer: str | None = None
+    #: Whole-file SHA-256 of the files hashed, by name (see `compare`'s `whole_sha256`);
+    #: not part of the verdict, so left out of `to_dict`.
+    file_sha256: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -82,8 +85,15 @@ def compare(
     allow_symlinks: bool = False,
     cache: DigestCache | None = None,
     jobs: int | None = None,
+    whole_sha256: bool = False,
 ) -> VerificationResult:
-    """Check `model` against `expected`; sizes and names first, then content."""
+    """Check `model` against `expected`; sizes and names first, then content.
+
+    Once the model is hashed, `file_sha256` of the result holds each file's whole-file
+    SHA-256: free with the `files` method and SHA-256, else (with `whole_sha256`)
+    computed in the same read as the manifest's digests, so that a caller recording
+    the verdict by SHA-256 need not read the model again.
+    """
     ser = expected.serialization
     files = list_files(
         model,
@@ -105,7 +115,9 @@ def compare(
             )
     if not result.ok:
         return result
-    actual = build_manifest(model_name(model), files, ser, cache=cache, jobs=jobs)
+    actual, result.file_sha256 = hash_files(
+        model_name(model), files, ser, cache=cache, jobs=jobs, whole_sha256=whole_sha256
+    )
     got = _expected_digests(actual)
     for name, want in digests.items():
         have = got.get(name, [])

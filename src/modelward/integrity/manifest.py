@@ -18,7 +18,7 @@ from typing import Any
 
 from modelward.integrity.cache import DigestCache
 from modelward.integrity.errors import BundleError
-from modelward.integrity.hashing import HashTask, canonical_algorithm, digest_tasks
+from modelward.integrity.hashing import HashTask, canonical_algorithm, hash_tasks
 from modelward.integrity.walk import DEFAULT_IGNORE, FileEntry, list_files, name_key
 
 #: model-signing's default shard size (1 GB).
@@ -184,14 +184,34 @@ def build_manifest(
     cache: DigestCache | None = None,
     jobs: int | None = None,
 ) -> Manifest:
+    return hash_files(name, files, serialization, cache=cache, jobs=jobs)[0]
+
+
+def hash_files(
+    name: str,
+    files: Sequence[FileEntry],
+    serialization: Serialization,
+    *,
+    cache: DigestCache | None = None,
+    jobs: int | None = None,
+    whole_sha256: bool = False,
+) -> tuple[Manifest, dict[str, bytes]]:
+    """The manifest of `files`, and each file's whole-file SHA-256 by name.
+
+    The SHA-256s are free with the `files` method and SHA-256 (they are the manifest's
+    digests); otherwise they are computed, with `whole_sha256`, in the same read of each
+    file as its manifest digests. Without it, only the free ones are returned.
+    """
     tasks = tasks_for(files, serialization)
-    digests = digest_tasks(tasks, serialization.hash_type, cache=cache, jobs=jobs)
+    hashed = hash_tasks(
+        tasks, serialization.hash_type, cache=cache, jobs=jobs, whole_sha256=whole_sha256
+    )
     entries = [
         ManifestEntry(t.entry.name, t.entry.size, t.start, t.end, d)
-        for t, d in zip(tasks, digests, strict=True)
+        for t, d in zip(tasks, hashed.digests, strict=True)
     ]
     entries.sort(key=lambda e: (name_key(e.path), e.start, e.end))
-    return Manifest(name, serialization, entries)
+    return Manifest(name, serialization, entries), hashed.sha256
 
 
 def hash_model(

@@ -101,11 +101,14 @@ def verify(
     allow_symlinks: bool = False,
     cache: bool | DigestCache = True,
     jobs: int | None = None,
+    whole_sha256: bool = False,
 ) -> VerificationResult:
     """Check the bundle's signature, then compare `model` with the signed manifest.
 
     Raises `IntegrityError` subclasses for a bad bundle, key or signature; a
-    model that differs is not an exception: see `VerificationResult.ok`.
+    model that differs is not an exception: see `VerificationResult.ok`. With
+    `whole_sha256`, the result's `file_sha256` holds every hashed file's SHA-256
+    even when the bundle uses shards or another algorithm, from the same read.
     """
     path = Path(model)
     sig = Path(signature) if signature is not None else default_signature_path(path)
@@ -113,7 +116,13 @@ def verify(
     db = open_cache(cache)
     try:
         result = compare_signed(
-            path, sig, expected, allow_symlinks=allow_symlinks, cache=db, jobs=jobs
+            path,
+            sig,
+            expected,
+            allow_symlinks=allow_symlinks,
+            cache=db,
+            jobs=jobs,
+            whole_sha256=whole_sha256,
         )
     finally:
         if db is not None and db is not cache:
@@ -130,13 +139,21 @@ def compare_signed(
     allow_symlinks: bool = False,
     cache: DigestCache | None = None,
     jobs: int | None = None,
+    whole_sha256: bool = False,
 ) -> VerificationResult:
     """Compare `model` with a verified manifest, leaving the bundle itself out."""
     ser = expected.serialization
     ignore = with_signature_ignored(model, signature, ser.ignore_paths)
     if ignore != ser.ignore_paths:
         expected = replace(expected, serialization=replace(ser, ignore_paths=ignore))
-    return compare(model, expected, allow_symlinks=allow_symlinks, cache=cache, jobs=jobs)
+    return compare(
+        model,
+        expected,
+        allow_symlinks=allow_symlinks,
+        cache=cache,
+        jobs=jobs,
+        whole_sha256=whole_sha256,
+    )
 
 
 def verified_manifest(

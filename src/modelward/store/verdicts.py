@@ -34,18 +34,29 @@ def record_model_verdicts(
     ignore_paths: Iterable[str] = DEFAULT_IGNORE,
     allow_symlinks: bool = False,
     cache: DigestCache | None = None,
+    sha256: Mapping[str, bytes] | None = None,
 ) -> list[Verdict]:
     """Write `kind`'s verdict against every file of `model`, in one transaction.
 
     `culprits` maps a file's name inside the model (as the integrity checks name it) to
-    why that file failed. Digests come from `cache` when the check just hashed the file
-    with SHA-256; otherwise the file is hashed here.
+    why that file failed. `sha256` maps names to the whole-file SHA-256 the check itself
+    computed (`VerificationResult.file_sha256`), so the model is not read again; any
+    other file's digest comes from `cache`, or the file is hashed here.
     """
     files = list_files(model, ignore_paths=ignore_paths, allow_symlinks=allow_symlinks)
-    digests = digest_tasks([HashTask(f, 0, f.size) for f in files], "sha256", cache=cache)
+    known = sha256 or {}
+    todo = [f for f in files if f.name not in known]
+    hashed = dict(
+        zip(
+            (f.name for f in todo),
+            digest_tasks([HashTask(f, 0, f.size) for f in todo], "sha256", cache=cache),
+            strict=True,
+        )
+    )
     named = culprits or {}
     rows = []
-    for entry, digest in zip(files, digests, strict=True):
+    for entry in files:
+        digest = known[entry.name] if entry.name in known else hashed[entry.name]
         path = model if entry.name == SINGLE_FILE_NAME else model / entry.name
         why = named.get(entry.name)
         rows.append(
