@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -125,6 +124,8 @@ TOP_LEVEL_TABLES = {"scan", "policy"}
 
 
 def read_toml(path: Path) -> dict[str, Any]:
+    import tomllib  # only when a config file is given: most scans have none
+
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

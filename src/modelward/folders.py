@@ -41,9 +41,7 @@ from typing import Any
 
 from modelward.config import ScanConfig
 from modelward.findings import Location, ScanResult, Severity
-from modelward.formats import pycode
 from modelward.formats.base import Blob, ScanAborted, ScanContext
-from modelward.formats.jinja_template import scan_chat_template
 
 FOLDER_FORMAT = "hf-model-folder"
 
@@ -358,6 +356,8 @@ def _code_uses(modules: list[Path], folder: Path, ctx: ScanContext) -> list[tupl
     transformers copies and imports those too (`get_relative_import_files`). Source that
     cannot be read or parsed is graded high: what it runs is unknown.
     """
+    from modelward.formats.pycode import find_code_uses, parse_python
+
     found: list[tuple[Severity, str]] = []
     queue = list(dict.fromkeys(modules))
     seen = set(queue)
@@ -366,13 +366,13 @@ def _code_uses(modules: list[Path], folder: Path, ctx: ScanContext) -> list[tupl
         ctx.check_deadline()
         text = _read_text(path, ctx)
         try:
-            tree = pycode.parse_python(text if text is not None else "")
+            tree = parse_python(text if text is not None else "")
         except (SyntaxError, ValueError):
             tree = None
         if text is None or tree is None:
             found.append((Severity.HIGH, f"{path.name}: source that cannot be analysed"))
             continue
-        for use in pycode.find_code_uses(tree, ctx):
+        for use in find_code_uses(tree, ctx):
             found.append((use.grade, f"{path.name} line {use.line}: {use.name}"))
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.level and node.module:
@@ -392,6 +392,8 @@ def _code_uses(modules: list[Path], folder: Path, ctx: ScanContext) -> list[tupl
 
 def _check_templates(value: object, source: Path, ctx: ScanContext) -> None:
     """`chat_template` is one template or a list of `{"name", "template"}` objects."""
+    from modelward.formats.jinja_template import scan_chat_template
+
     location = Location(str(source))
     if isinstance(value, str):
         scan_chat_template(value, location, ctx, "chat_template")
@@ -408,6 +410,8 @@ def _check_templates(value: object, source: Path, ctx: ScanContext) -> None:
 
 
 def _check_template_file(path: Path, ctx: ScanContext) -> None:
+    from modelward.formats.jinja_template import scan_chat_template
+
     if path.suffix == ".jinja":
         text = _read_text(path, ctx)
         if text is not None:

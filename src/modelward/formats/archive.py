@@ -37,6 +37,7 @@ from typing import BinaryIO, cast
 
 from modelward.config import Limits
 from modelward.findings import Location, Severity
+from modelward.formats._magic import bzip2_magic, gzip_magic, tar_header_ok, xz_magic
 from modelward.formats.base import (
     HEAD_SIZE,
     Blob,
@@ -232,24 +233,6 @@ def _report_bomb(
     )
 
 
-def _gzip_magic(head: bytes) -> bool:
-    return head[:3] == b"\x1f\x8b\x08"
-
-
-def _bzip2_magic(head: bytes) -> bool:
-    # "BZh" + block size digit + the first block's (or end-of-stream's) 48-bit magic.
-    return (
-        len(head) >= 10
-        and head[:3] == b"BZh"
-        and head[3:4] in b"123456789"
-        and head[4:10] in (b"\x31\x41\x59\x26\x53\x59", b"\x17\x72\x45\x38\x50\x90")
-    )
-
-
-def _xz_magic(head: bytes) -> bool:
-    return head[:6] == b"\xfd7zXZ\x00"
-
-
 def _gzip(raw: BinaryIO) -> BinaryIO:
     return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
 
@@ -264,23 +247,15 @@ def _xz(raw: BinaryIO) -> BinaryIO:
 
 GZIP = CompressedScanner(
     "gzip",
-    _gzip_magic,
+    gzip_magic,
     _gzip,
     {".tgz": ".tar", ".gz": ""},
     (gzip.BadGzipFile, zlib.error),
 )
 BZIP2 = CompressedScanner(
-    "bzip2", _bzip2_magic, _bzip2, {".tbz2": ".tar", ".tbz": ".tar", ".bz2": ""}, (OSError,)
+    "bzip2", bzip2_magic, _bzip2, {".tbz2": ".tar", ".tbz": ".tar", ".bz2": ""}, (OSError,)
 )
-XZ = CompressedScanner("xz", _xz_magic, _xz, {".txz": ".tar", ".xz": ""}, (lzma.LZMAError,))
-
-
-def _tar_header_checksum_ok(block: bytes) -> bool:
-    """A v7 tar has no magic; its first header's checksum is what identifies it."""
-    field = block[148:156].replace(b"\x00", b" ").strip()
-    if not field or not all(48 <= c <= 55 for c in field):
-        return False
-    return int(field, 8) == sum(block[:148]) + 256 + sum(block[156:512])
+XZ = CompressedScanner("xz", xz_magic, _xz, {".txz": ".tar", ".xz": ""}, (lzma.LZMAError,))
 
 
 class _BoundedTarInfo(tarfile.TarInfo):
@@ -318,7 +293,7 @@ class TarScanner:
 
     def detect(self, blob: Blob, head: bytes) -> bool:
         # ustar/GNU headers also carry a magic at 257, v7 ones do not; all carry the checksum.
-        return len(head) >= 512 and _tar_header_checksum_ok(head)
+        return len(head) >= 512 and tar_header_ok(head)
 
     def scan(self, blob: Blob, ctx: ScanContext) -> None:
         self._check_pickle_polyglot(blob, ctx)

@@ -31,6 +31,7 @@ from pathlib import PurePath
 from typing import BinaryIO, cast
 
 from modelward.findings import Finding, Severity
+from modelward.formats._magic import ZFILE_HEADER, compression
 from modelward.formats._spliced import scan_pickle_ranges
 from modelward.formats.base import Blob, CountingReader, ReportingReader, ScanAborted, ScanContext
 from modelward.formats.numpy import itemsize
@@ -55,29 +56,7 @@ DETECT_COMPRESSED_BYTES = 1024 * 1024
 _CHUNK = 64 * 1024
 #: In every wrapper class name: `NumpyArrayWrapper`, `NDArrayWrapper`, `ZNDArrayWrapper`.
 _WRAPPER = b"ArrayWrapper"
-#: joblib < 0.10 `ZF` files: the prefix and `hex(length)` padded to `len(hex(2**64))`.
-_ZFILE_HEADER = 2 + 19
 _DECOMPRESS_ERRORS = (zlib.error, lzma.LZMAError, EOFError, OSError, ValueError)
-
-
-# -- compression --------------------------------------------------------------------------
-
-
-def compression(head: bytes) -> str | None:
-    """joblib's compressor for a file head (`compressor.py` prefixes), or None."""
-    if head.startswith(b"\x1f\x8b"):
-        return "gzip"
-    if head.startswith(b"BZh"):
-        return "bz2"
-    if head.startswith(b"\xfd7zXZ\x00"):
-        return "xz"
-    if head.startswith(b"\x5d\x00\x00"):
-        return "lzma"
-    if head.startswith(b"ZF") and len(head) >= _ZFILE_HEADER:
-        return "zfile"
-    if len(head) >= 2 and head[0] == 0x78 and (head[0] << 8 | head[1]) % 31 == 0:
-        return "zlib"
-    return None
 
 
 class _ZlibReader(io.RawIOBase):
@@ -115,7 +94,7 @@ def _decompressor(codec: str, raw: BinaryIO) -> io.BufferedIOBase:
         return lzma.LZMAFile(raw, format=lzma.FORMAT_ALONE)
     if codec == "zfile":
         # "ZF", the length as "0x..." padded to 19 characters, sometimes a space, then zlib.
-        raw.read(_ZFILE_HEADER)
+        raw.read(ZFILE_HEADER)
         first = raw.read(1)
         return io.BufferedReader(_ZlibReader(raw, b"" if first == b" " else first))
     return io.BufferedReader(_ZlibReader(raw))
@@ -151,7 +130,7 @@ def zfile_length(head: bytes) -> int | None:
     if compression(head) != "zfile":
         return None
     try:
-        length = int(head[2:_ZFILE_HEADER].decode("ascii"), 16)
+        length = int(head[2:ZFILE_HEADER].decode("ascii"), 16)
     except (UnicodeDecodeError, ValueError):
         return None
     return length if length >= 0 else None

@@ -33,6 +33,7 @@ from typing import BinaryIO, cast
 
 from modelward.config import Limits
 from modelward.findings import Severity
+from modelward.formats._magic import ZIP_END_MAGIC, ZIP_LOCAL_MAGIC
 from modelward.formats.base import (
     Blob,
     ByteWindow,
@@ -42,8 +43,6 @@ from modelward.formats.base import (
     ScanContext,
 )
 
-_LOCAL_MAGIC = b"PK\x03\x04"
-_EMPTY_MAGIC = b"PK\x05\x06"
 _CENTRAL_MAGIC = b"PK\x01\x02"
 _EOCD = struct.Struct("<4sHHHHIIH")
 _ZIP64_LOCATOR = struct.Struct("<4sIQI")
@@ -184,7 +183,7 @@ class ZipArchive:
             header = _read_at(stream, max(member.header_offset, 0), 30)
         if member.header_offset < 0:
             raise ScanAborted("MW-ZIP-CORRUPT", f"{where}: local header before the file start")
-        if len(header) != 30 or not header.startswith(_LOCAL_MAGIC):
+        if len(header) != 30 or not header.startswith(ZIP_LOCAL_MAGIC):
             raise ScanAborted("MW-ZIP-CORRUPT", f"{where}: no local header where it is said to be")
         name_len, extra_len = struct.unpack_from("<HH", header, 26)
         start = member.header_offset + 30 + name_len + extra_len
@@ -216,7 +215,7 @@ class ZipArchive:
 
 def looks_like_zip(blob: Blob, head: bytes) -> bool:
     """A local header or empty-archive record at offset 0, or an end record either reader finds."""
-    if head.startswith((_LOCAL_MAGIC, _EMPTY_MAGIC)):
+    if head.startswith((ZIP_LOCAL_MAGIC, ZIP_END_MAGIC)):
         return True
     if blob.size < _EOCD.size:
         return False
@@ -429,12 +428,12 @@ def _zipfile_end_record(stream: BinaryIO, size: int) -> int:
     if size < _EOCD.size:
         raise ZipFormatError("file too small for an End Of Central Directory record")
     last = _read_at(stream, size - _EOCD.size, _EOCD.size)
-    if last.startswith(_EMPTY_MAGIC) and last.endswith(b"\x00\x00"):
+    if last.startswith(ZIP_END_MAGIC) and last.endswith(b"\x00\x00"):
         return size - _EOCD.size
     for window in (_FIRST_TAIL, _ZIPFILE_TAIL):
         # The last signature in the small tail is the last one in the whole window too.
         start, tail = _tail(stream, size, min(window, _ZIPFILE_TAIL))
-        pos = tail.rfind(_EMPTY_MAGIC)
+        pos = tail.rfind(ZIP_END_MAGIC)
         if pos >= 0:
             if len(tail) - pos < _EOCD.size:
                 raise ZipFormatError("End Of Central Directory record cut short (zipfile)")
@@ -450,7 +449,7 @@ def _miniz_end_record(stream: BinaryIO, size: int) -> int:
         raise ZipFormatError("file too small for an End Of Central Directory record")
     for window in (_FIRST_TAIL, _MINIZ_TAIL):
         start, tail = _tail(stream, size, window)
-        pos = tail.rfind(_EMPTY_MAGIC, 0, len(tail) - _EOCD.size + 4)
+        pos = tail.rfind(ZIP_END_MAGIC, 0, len(tail) - _EOCD.size + 4)
         if pos >= 0:
             return start + pos
         if start == 0:
