@@ -95,9 +95,10 @@ def test_changed_file_is_recorded_by_its_new_digest_without_a_second_read(
     assert (tampered.passed, tampered.detail) == (False, "digest differs from the signed manifest")
 
 
+@pytest.mark.parametrize("jobs", [None, 1], ids=["pipelined", "one-thread"])
 @pytest.mark.parametrize("algorithm", ["sha256", "blake2b"])
 def test_hash_tasks_gives_shards_and_whole_file_sha256_in_one_read(
-    tmp_path: Path, algorithm: str
+    tmp_path: Path, algorithm: str, jobs: int | None
 ) -> None:
     data = os.urandom(3 * CHUNK_SIZE + 777)
     path = tmp_path / "w.bin"
@@ -107,7 +108,7 @@ def test_hash_tasks_gives_shards_and_whole_file_sha256_in_one_read(
     tasks = [HashTask(entry, start, end) for start, end in ranges]
 
     before = bytes_read()
-    hashed = hash_tasks(tasks, algorithm, whole_sha256=True)
+    hashed = hash_tasks(tasks, algorithm, jobs=jobs, whole_sha256=True)
     assert bytes_read() - before == len(data)
     assert hashed.digests == [hashlib.new(algorithm, data[s:e]).digest() for s, e in ranges]
     assert hashed.sha256 == {"w.bin": hashlib.sha256(data).digest()}
@@ -133,12 +134,15 @@ def test_cached_reverify_with_whole_sha256_reads_nothing(tmp_path: Path) -> None
     )
 
 
+@pytest.mark.parametrize("jobs", [None, 1])
 @pytest.mark.parametrize("whole", [False, True])
-def test_file_that_shrank_while_hashed_is_an_error(tmp_path: Path, whole: bool) -> None:
+def test_file_that_shrank_while_hashed_is_an_error(
+    tmp_path: Path, whole: bool, jobs: int | None
+) -> None:
     path = tmp_path / "w.bin"
     path.write_bytes(os.urandom(2 * CHUNK_SIZE))
     st = path.stat()
     listed = FileEntry("w.bin", str(path), st.st_size + CHUNK_SIZE, st.st_dev, st.st_ino, 0, 0)
     tasks = [HashTask(listed, s, e) for s, e in shard_ranges(listed.size, CHUNK_SIZE)]
     with pytest.raises(IntegrityError, match="shrank"):
-        hash_tasks(tasks, "sha256", whole_sha256=whole)
+        hash_tasks(tasks, "sha256", jobs=jobs, whole_sha256=whole)

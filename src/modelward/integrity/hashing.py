@@ -149,15 +149,16 @@ def _read_and_digest(
     ranges: Sequence[tuple[int, int]],
     *,
     whole: bool,
+    pipelined: bool = True,
 ) -> tuple[list[bytes], bytes | None]:
     """One sequential read of bytes [start, end) of `path`: the digest of each of `ranges`
     (sorted by start, inside [start, end)) and, with `whole`, the SHA-256 of all of it.
 
-    With both, the ranges are hashed on a second thread while this one reads and hashes
-    the whole, so a file costs one SHA-256 pass of wall time rather than two.
+    With both (and `pipelined`), the ranges are hashed on a second thread while this one
+    reads and hashes the whole, so a file costs one hash pass of wall time, not two.
     """
     ranged = _RangeHashers(algorithm, ranges)
-    if whole and ranges:
+    if whole and ranges and pipelined:
         total = _read_pipelined(path, start, end, ranged)
         return ranged.digests(), total
     hasher = hashlib.sha256() if whole else None
@@ -307,7 +308,9 @@ def hash_tasks(
         entry = tasks[indices[0]].entry
         todo = sorted((i for i in indices if results[i] is None), key=lambda i: tasks[i].start)
         ranges = [(tasks[i].start, tasks[i].end) for i in todo]
-        digests, total = _read_and_digest(entry.path, algorithm, 0, entry.size, ranges, whole=True)
+        digests, total = _read_and_digest(
+            entry.path, algorithm, 0, entry.size, ranges, whole=True, pipelined=jobs != 1
+        )
         for i, digest in zip(todo, digests, strict=True):
             results[i] = digest
             stored.append((entry, algorithm, tasks[i].start, tasks[i].end, digest))
