@@ -10,13 +10,13 @@ from __future__ import annotations
 import shutil
 from collections import Counter
 from io import StringIO
-
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, NamedTuple
 
 from modelward.findings import Finding, ScanReport, ScanResult, Severity
+
+if TYPE_CHECKING:
+    from rich.table import Table
+    from rich.text import Text
 
 #: Width of plain-text output (pipes, files); a terminal uses its own width.
 PLAIN_WIDTH = 120
@@ -33,8 +33,40 @@ SEVERITY_STYLES = {
 }
 
 
+class Line(NamedTuple):
+    """One output line as (text, rich style) segments over a base style.
+
+    A clean scan in a pipe is joined as plain text without importing `rich` (start-up is
+    most of a small scan); a terminal or a findings table renders it with `rich`.
+    """
+
+    segments: list[tuple[str, str]]
+    style: str = ""
+
+    @property
+    def plain(self) -> str:
+        return "".join(text for text, _ in self.segments)
+
+    def text(self) -> Text:
+        from rich.text import Text
+
+        return Text.assemble(*self.segments, style=self.style)
+
+
 def render_table(report: ScanReport, *, terminal: bool = False) -> str:
     """Render `report` as text; `terminal` styles it and fits the terminal's width."""
+    flagged = [r for r in report.results if _is_flagged(r)]
+    # One line per file and per compact finding, never wrapped: grep and diff friendly.
+    lines: list[Line] = []
+    for result in report.results:
+        lines.append(_file_line(result))
+        if not _is_flagged(result):
+            lines.extend(_compact_finding(finding) for finding in result.findings)
+    lines.append(verdict_line(report))
+    if not flagged and not terminal:
+        return "".join(line.plain.rstrip() + "\n" for line in lines)
+    from rich.console import Console
+
     width = shutil.get_terminal_size((PLAIN_WIDTH, 24)).columns if terminal else PLAIN_WIDTH
     buffer = StringIO()
     console = Console(
@@ -45,39 +77,32 @@ def render_table(report: ScanReport, *, terminal: bool = False) -> str:
         emoji=False,
         legacy_windows=False,
     )
-    flagged = [r for r in report.results if _is_flagged(r)]
     if flagged:
         console.print(_findings_table(flagged))
         console.print()
-    # One line per file and per compact finding, never wrapped: grep and diff friendly.
-    for result in report.results:
-        console.print(_file_line(result), soft_wrap=True)
-        if not _is_flagged(result):
-            for finding in result.findings:
-                console.print(_compact_finding(finding), soft_wrap=True)
-    console.print(verdict_line(report), soft_wrap=True)
+    for line in lines:
+        console.print(line.text(), soft_wrap=True)
     # rich pads table cells to the width; trailing blanks only get in the way of diffs and grep.
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
 
 
-def verdict_line(report: ScanReport) -> Text:
+def verdict_line(report: ScanReport) -> Line:
     """`N files scanned in T s, M findings: 2 critical, 1 medium` (or `no findings`)."""
     files = _plural(len(report.results), "file")
     findings = report.findings
-    line = Text(f"{files} scanned in {report.seconds:.2f} s, ", style="bold")
+    segments = [(f"{files} scanned in {report.seconds:.2f} s, ", "")]
     if not findings:
-        line.append("no findings", style="bold green")
+        segments.append(("no findings", "bold green"))
     else:
         counts = Counter(f.severity for f in findings)
-        line.append(f"{_plural(len(findings), 'finding')}: ")
-        parts = [
-            Text(f"{counts[s]} {s.label}", style=SEVERITY_STYLES[s])
-            for s in sorted(counts, reverse=True)
-        ]
-        line.append_text(Text(", ").join(parts))
+        segments.append((f"{_plural(len(findings), 'finding')}: ", ""))
+        for i, severity in enumerate(sorted(counts, reverse=True)):
+            if i:
+                segments.append((", ", ""))
+            segments.append((f"{counts[severity]} {severity.label}", SEVERITY_STYLES[severity]))
     if report.errors:
-        line.append(f"; {_plural(len(report.errors), 'error')}", style="bold red")
-    return line
+        segments.append((f"; {_plural(len(report.errors), 'error')}", "bold red"))
+    return Line(segments, "bold")
 
 
 def _is_flagged(result: ScanResult) -> bool:
@@ -88,6 +113,10 @@ def _is_flagged(result: ScanResult) -> bool:
 
 def _findings_table(results: list[ScanResult]) -> Table:
     """Severity, rule over its ATLAS technique, location, message over its evidence."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     table.add_column("severity", no_wrap=True)
     table.add_column("rule / ATLAS", no_wrap=True)
@@ -100,7 +129,7 @@ def _findings_table(results: list[ScanResult]) -> Table:
                 detail.append("\n")
                 detail.append(_short_evidence(finding.evidence), style="dim")
             table.add_row(
-                _severity_text(finding.severity),
+                Text(finding.severity.label, style=SEVERITY_STYLES[finding.severity]),
                 Text(f"{finding.rule_id}\n{finding.technique}"),
                 Text(printable(str(finding.location))),
                 detail,
@@ -108,38 +137,35 @@ def _findings_table(results: list[ScanResult]) -> Table:
     return table
 
 
-def _file_line(result: ScanResult) -> Text:
+def _file_line(result: ScanResult) -> Line:
     """`path  format  read 1.2 KiB of 3.0 MiB  0.01 s`, with errors and a mark for the worst."""
     top = result.max_severity
     if result.errors:
-        mark = Text("!", style="bold red")
+        mark = ("!", "bold red")
     elif top is None or top == Severity.INFO:
-        mark = Text("✓" if top is None else "·", style="green")
+        mark = ("✓" if top is None else "·", "green")
     else:
-        mark = _severity_text(top)
-    line = Text.assemble(
+        mark = _severity_segment(top)
+    flagged = _is_flagged(result)
+    segments = [
         mark,
-        " ",
-        (printable(result.path), "bold" if _is_flagged(result) else ""),
-        f"  {result.format}",
-        f"  read {human_bytes(result.bytes_read)} of {human_bytes(result.size)}",
-        f"  {result.seconds:.2f} s",
-        style="" if _is_flagged(result) or result.errors else "dim",
-    )
-    for error in result.errors:
-        line.append(f"  error: {printable(error)}", style="red")
-    return line
+        (" ", ""),
+        (printable(result.path), "bold" if flagged else ""),
+        (
+            f"  {result.format}  read {human_bytes(result.bytes_read)} of"
+            f" {human_bytes(result.size)}  {result.seconds:.2f} s",
+            "",
+        ),
+    ]
+    segments += [(f"  error: {printable(error)}", "red") for error in result.errors]
+    return Line(segments, "" if flagged or result.errors else "dim")
 
 
-def _compact_finding(finding: Finding) -> Text:
-    line = Text("    ")
-    line.append_text(_severity_text(finding.severity))
-    line.append(f" {finding.rule_id} {printable(str(finding.location))}: ")
-    line.append(printable(finding.message))
+def _compact_finding(finding: Finding) -> Line:
+    detail = f" {finding.rule_id} {printable(str(finding.location))}: {printable(finding.message)}"
     if finding.evidence:
-        line.append(f" ({_short_evidence(finding.evidence)})")
-    line.stylize("dim")
-    return line
+        detail += f" ({_short_evidence(finding.evidence)})"
+    return Line([("    ", ""), _severity_segment(finding.severity), (detail, "")], "dim")
 
 
 def _by_severity(findings: list[Finding]) -> list[Finding]:
@@ -147,8 +173,8 @@ def _by_severity(findings: list[Finding]) -> list[Finding]:
     return sorted(findings, key=lambda f: -f.severity)
 
 
-def _severity_text(severity: Severity) -> Text:
-    return Text(severity.label, style=SEVERITY_STYLES[severity])
+def _severity_segment(severity: Severity) -> tuple[str, str]:
+    return severity.label, SEVERITY_STYLES[severity]
 
 
 def _short_evidence(evidence: str | None) -> str:
