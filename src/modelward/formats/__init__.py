@@ -119,7 +119,7 @@ SCANNERS: list[FormatScanner] = [
     # torch.export archives: after the PyTorch zip, so one that also holds a data.pkl (which
     # torch.load would run) is scanned as the checkpoint torch.load sees.
     LazyScanner("pt2", "pt2:PT2", _ZIP),
-    LazyScanner("npz", "numpy:NPZ", _ZIP),
+    LazyScanner("npz", "npz:NPZ", _ZIP),
     LazyScanner("zip", "zip:ZIP", _ZIP),
     # Pickle-based formats before raw pickle, joblib's compressed files before gzip & co.
     LazyScanner("numpy", "numpy:NPY", _prefix(b"\x93NUMPY")),

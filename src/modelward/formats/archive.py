@@ -40,6 +40,7 @@ from modelward.findings import Location, Severity
 from modelward.formats._magic import bzip2_magic, gzip_magic, tar_header_ok, xz_magic
 from modelward.formats.base import (
     HEAD_SIZE,
+    IN_MEMORY_BYTES,
     Blob,
     ByteWindow,
     ScanAborted,
@@ -47,8 +48,6 @@ from modelward.formats.base import (
 )
 from modelward.formats.pickle import looks_like_pickle, scan_pickle_stream
 
-#: Decompressed content or tar members up to this size are held in memory; larger ones re-read.
-IN_MEMORY_BYTES = 8 * 1024**2
 #: Expansion only counts as a bomb past this size, so a tiny file of zeros is not a finding.
 BOMB_MIN_BYTES = 1024**2
 #: Bytes one GNU long-name or pax extended header may hold; `tarfile` would read any size.

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 #: Bytes given to `FormatScanner.detect`; enough for every magic number and header we sniff.
 HEAD_SIZE = 4096
+#: Decompressed content or tar members up to this size are held in memory; larger ones re-read.
+IN_MEMORY_BYTES = 8 * 1024**2
 #: The finding for a file whose nested streams together decompress past the per-file budget.
 DECOMPRESSION_BUDGET_RULE = "MW-LIMIT-DECOMPRESSED"
 

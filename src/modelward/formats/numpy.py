@@ -17,9 +17,7 @@ from typing import Any, BinaryIO
 
 from modelward.findings import Severity
 from modelward.formats._spliced import scan_pickle_ranges
-from modelward.formats.archive import IN_MEMORY_BYTES
-from modelward.formats.base import Blob, ScanAborted, ScanContext
-from modelward.formats.zip import ZIPFILE, read_zip, scan_members, zip_reading
+from modelward.formats.base import IN_MEMORY_BYTES, Blob, ScanAborted, ScanContext
 
 MAGIC = b"\x93NUMPY"
 #: Header length field width for each supported major version.
@@ -200,22 +198,6 @@ class NpyScanner:
         scan_npy(blob, ctx)
 
 
-class NpzScanner:
-    """`.npz`: a zip whose members are all `.npy` files; each is scanned by content."""
-
-    name = "npz"
-
-    def detect(self, blob: Blob, head: bytes) -> bool:
-        # np.load reads an .npz with zipfile, by the names zipfile files members under.
-        members = zip_reading(blob, head, ZIPFILE)
-        names = [m.lookup for m in members or ()]
-        return bool(names) and all(n.endswith(".npy") for n in names)
-
-    def scan(self, blob: Blob, ctx: ScanContext) -> None:
-        with read_zip(blob, ctx) as archive:
-            scan_members(archive, ctx, archive.members)
-
-
 class ZFileArrayScanner:
     """joblib < 0.10 compressed array files (`model.pkl_01.npy.z`): `ZF`, the length, zlib.
 
@@ -303,16 +285,13 @@ def _zfile_head(blob: Blob) -> bytes | None:
 
 
 NPY = NpyScanner()
-NPZ = NpzScanner()
 ZFILE_ARRAY = ZFileArrayScanner()
 
 __all__ = [
     "MAGIC",
     "NPY",
-    "NPZ",
     "ZFILE_ARRAY",
     "NpyScanner",
-    "NpzScanner",
     "ZFileArrayScanner",
     "has_object",
     "itemsize",

@@ -36,8 +36,8 @@ from typing import BinaryIO, cast
 
 from modelward.findings import Location, Severity
 from modelward.formats._spliced import scan_pickle_ranges
-from modelward.formats.archive import IN_MEMORY_BYTES, TAR, _BoundedTarInfo
-from modelward.formats.base import Blob, ByteWindow, ScanAborted, ScanContext
+from modelward.formats.archive import TAR, _BoundedTarInfo
+from modelward.formats.base import IN_MEMORY_BYTES, Blob, ByteWindow, ScanAborted, ScanContext
 from modelward.formats.pickle import scan_pickle_stream
 from modelward.formats.zip import (
     READERS,
