@@ -7,51 +7,40 @@ Exit codes are stable and shared by every sub-command:
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from modelward import __version__
-from modelward.cli import bom as bom_command
-from modelward.cli import diff as diff_command
-from modelward.cli import gate as gate_command
-from modelward.cli import hash as hash_command
-from modelward.cli import history as history_command
-from modelward.cli import keygen as keygen_command
-from modelward.cli import lock as lock_command
-from modelward.cli import names as names_command
-from modelward.cli import scan as scan_command
-from modelward.cli import scan_data as scan_data_command
-from modelward.cli import scan_model as scan_model_command
-from modelward.cli import scan_text as scan_text_command
-from modelward.cli import serve as serve_command
-from modelward.cli import sign as sign_command
-from modelward.cli import verify as verify_command
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
 EXIT_ERROR = 2
 
-#: Sub-command modules; each has `register(subparsers)` which sets `func` on its parser.
-COMMANDS = (
-    scan_command,
-    hash_command,
-    keygen_command,
-    sign_command,
-    verify_command,
-    lock_command,
-    bom_command,
-    names_command,
-    diff_command,
-    gate_command,
-    scan_model_command,
-    scan_data_command,
-    scan_text_command,
-    serve_command,
-    history_command,
-)
+#: Sub-command name -> its module; each module has `register(subparsers)` which sets `func`
+#: on its parser. Only the named command's module is imported to run it (start-up is most
+#: of a small scan); `--help` and anything else that is no command name imports them all.
+COMMANDS = {
+    "scan": "scan",
+    "hash": "hash",
+    "keygen": "keygen",
+    "sign": "sign",
+    "verify": "verify",
+    "lock": "lock",
+    "bom": "bom",
+    "names": "names",
+    "diff": "diff",
+    "gate": "gate",
+    "scan-model": "scan_model",
+    "scan-data": "scan_data",
+    "scan-text": "scan_text",
+    "serve": "serve",
+    "history": "history",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser for every sub-command, or only for `command` (which runs the same way)."""
     parser = argparse.ArgumentParser(
         prog="modelward",
         description="Defend the AI supply chain: scan model files for code that runs on load,"
@@ -61,13 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"modelward {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in COMMANDS:
-        command.register(subparsers)
+    for name in [command] if command in COMMANDS else COMMANDS:
+        module = importlib.import_module(f"modelward.cli.{COMMANDS[name]}")
+        module.register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
