@@ -4,13 +4,29 @@ A stored result is reused only for the same bytes scanned by the same rules: the
 version is the package version plus a digest of everything that decides a verdict
 (the rule data and the scanner sources), so a changed allow-list or scanner re-scans
 even before a release bumps the version.
+
+The digest is of content only (each file's path inside the package and its bytes), so
+the same package gives the same version on every machine and a shared PostgreSQL store
+reuses results across them. Reading the ~18 MB it covers costs ~30 ms, too much for
+every process, so it is remembered in a small per-user file (`ruleset.json` in the
+integrity cache folder, `$MODELWARD_CACHE_DIR`), keyed by what `stat` says of every rule
+file (path, size, mtime_ns, ctime_ns, inode, device): any write to a rule file, adding or
+removing one, or another install of the package changes the key, and the next process
+reads the files again. As with the digest cache, files changed less than two seconds
+before they were read are not remembered (a second write inside one timestamp tick
+would not change the key), nor when a file changed while it was read. Whoever can write
+the cache folder can make a stale result be reused: it belongs to the user running the
+scans. Checking the key costs one `stat` per rule file (~200, about 1 ms).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import stat
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,32 +50,115 @@ _RULE_SOURCES = (
     "findings.py",
     "config.py",
 )
+#: The file remembering content digests by stat key, in the user's cache folder.
+CACHE_NAME = "ruleset.json"
+#: Rule files changed less than this long before they were read are not remembered.
+RACY_WINDOW_NS = 2_000_000_000
+#: Keys remembered (several installs of modelward for one user: venvs, checkouts).
+_MAX_KEYS = 16
 
 
 @lru_cache(maxsize=1)
 def ruleset_version() -> str:
     """`<version>+<12 hex>`: the package version and a digest of the rules and scanners."""
+    files = _rule_files()
+    key = _stat_key(files)
+    cache = _cache_path()
+    known = _read_cache(cache)
+    digest = known.get(key) if key is not None else None
+    if digest is None:
+        started = time.time_ns()
+        digest = content_digest(files)
+        if key is not None and key == _stat_key(files, settled_before=started):
+            known.pop(key, None)
+            known[key] = digest
+            _write_cache(cache, dict(list(known.items())[-_MAX_KEYS:]))
+    return f"{__version__}+{digest}"
+
+
+def content_digest(files: list[tuple[str, Path]] | None = None) -> str:
+    """12 hex digits of SHA-256 over every rule file's package path and bytes."""
     digest = hashlib.sha256()
-    for path in _rule_files():
-        digest.update(path.relative_to(_PACKAGE).as_posix().encode() + b"\0")
+    for name, path in files if files is not None else _rule_files():
+        digest.update(name.encode() + b"\0")
         digest.update(path.read_bytes())
         digest.update(b"\0")
-    return f"{__version__}+{digest.hexdigest()[:12]}"
+    return digest.hexdigest()[:12]
 
 
-def _rule_files() -> list[Path]:
-    files: list[Path] = []
+def _rule_files() -> list[tuple[str, Path]]:
+    """(path inside the package, path) of every rule file, in a stable order."""
+    files: list[tuple[str, Path]] = []
     for name in _RULE_SOURCES:
         root = _PACKAGE / name
         if root.is_dir():
-            files.extend(
-                p
-                for p in root.rglob("*")
-                if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
-            )
+            files.extend((f"{name}/{inner}", root / inner) for inner in _walk(str(root), ""))
         elif root.is_file():
-            files.append(root)
-    return sorted(files)
+            files.append((name, root))
+    # Ordered as the paths' parts (as `sorted(Path)` did): the digest depends on the order.
+    return sorted(files, key=lambda item: item[0].split("/"))
+
+
+def _walk(folder: str, prefix: str) -> list[str]:
+    """Files under `folder` (following links as `Path.is_file` does), `/`-joined, no bytecode."""
+    found: list[str] = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_dir():
+                if entry.name != "__pycache__" and not entry.is_symlink():
+                    found.extend(_walk(entry.path, f"{prefix}{entry.name}/"))
+            elif entry.is_file() and not entry.name.endswith(".pyc"):
+                found.append(prefix + entry.name)
+    return found
+
+
+def _stat_key(files: list[tuple[str, Path]], settled_before: int | None = None) -> str | None:
+    """A digest of what `stat` says of every rule file; None if one cannot be statted, or
+    (with `settled_before`) changed less than `RACY_WINDOW_NS` before that time."""
+    lines = [str(_PACKAGE)]
+    for name, path in files:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        changed = max(st.st_mtime_ns, st.st_ctime_ns)
+        if settled_before is not None and changed > settled_before - RACY_WINDOW_NS:
+            return None
+        lines.append(
+            f"{name}\0{st.st_size} {st.st_mtime_ns} {st.st_ctime_ns} {st.st_ino} {st.st_dev}"
+        )
+    return hashlib.sha256("\n".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _cache_path() -> Path:
+    from modelward.integrity.cache import default_cache_dir
+
+    return default_cache_dir() / CACHE_NAME
+
+
+def _read_cache(path: Path) -> dict[str, str]:
+    try:
+        known = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(known, dict):
+        return {}
+    return {
+        k: v for k, v in known.items() if isinstance(k, str) and isinstance(v, str) and len(v) == 12
+    }
+
+
+def _write_cache(path: Path, known: dict[str, str]) -> None:
+    """Replace the cache file atomically (0600, its folder 0700); a failure only costs time."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(known, out)
+        os.replace(temporary, path)
+    with contextlib.suppress(OSError):
+        temporary.unlink()
 
 
 def sha256_file(path: Path, cache: DigestCache | None = None) -> str:
