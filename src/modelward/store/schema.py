@@ -1,5 +1,8 @@
 """The store's tables as SQLAlchemy ORM classes; `migrations/` creates and evolves them.
 
+The scan path writes the same rows without these classes (`dbapi.py`), storing each value
+as the column types below would: keep the two in step.
+
 `results` holds one reusable result per (bytes, rule set, config): the cache. `scans`
 holds every scan event; it points at its `results` row, or carries its own result when
 that result may not be reused (errors, time limits, a scan that read other files).
@@ -26,8 +29,10 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-#: The newest migration; `open_store` skips Alembic when the database already says this.
-HEAD_REVISION = "0001"
+# The newest migration lives with the hot path (imported without SQLAlchemy); kept here too.
+from modelward.store.dbapi import HEAD_REVISION
+
+__all__ = ["HEAD_REVISION", "Base", "ResultRow", "ScanRow", "UTCDateTime", "VerdictRow"]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
