@@ -224,11 +224,19 @@ class Database:
 
     def revision(self) -> str | None:
         """The schema revision the store says it is at; None when it has no schema yet."""
+        connection = self._acquire()  # cannot connect: that error is the caller's
         try:
-            with self.transaction() as cursor:
-                row = cursor.execute(SELECT_REVISION).fetchone()
-        except self.error:  # no alembic_version table: a new database
-            return None
+            cursor = connection.cursor()
+            try:
+                cursor.execute(SELECT_REVISION)
+                row = cursor.fetchone()
+            except self.error:  # no alembic_version table: a new database
+                row = None
+            finally:
+                cursor.close()
+            connection.rollback()
+        finally:
+            self._release(connection)
         return None if row is None else str(row[0])
 
 
