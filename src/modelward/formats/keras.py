@@ -20,7 +20,7 @@ from typing import Any
 
 from modelward.findings import Location, Severity
 from modelward.formats import pycode
-from modelward.formats._datafile import load_table
+from modelward._datafile import load_table
 from modelward.formats._marshal import CodeInfo, MarshalError, read_code
 from modelward.formats.base import Blob, ScanContext
 from modelward.formats.zip import ZIPFILE, read_zip, scan_members, zip_reading

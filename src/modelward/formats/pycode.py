@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import cache
 
+from modelward._datafile import load_table
 from modelward.findings import Location, Severity
-from modelward.formats._datafile import load_table
 from modelward.formats.base import ScanContext
 
 #: Source bigger than this is not parsed (a finding instead): model code is small.

@@ -18,7 +18,7 @@ from functools import cache
 
 from modelward.findings import Location, Severity
 from modelward.formats import _protowire as pw
-from modelward.formats._datafile import load_table
+from modelward._datafile import load_table
 from modelward.formats.base import Blob, ScanContext
 from modelward.formats.keras import analyse_keras_json
 

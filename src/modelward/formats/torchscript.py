@@ -33,7 +33,7 @@ from functools import cache
 
 from modelward.findings import Finding, Location, ScanResult, Severity
 from modelward.formats import pycode
-from modelward.formats._datafile import load_table, name_set
+from modelward._datafile import load_table, name_set
 from modelward.formats.base import Blob, ScanContext
 from modelward.formats.pickle import scan_pickle_stream
 from modelward.formats.zip import (

@@ -21,12 +21,12 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from modelward.config import default_cache_dir
 from modelward.integrity.walk import FileEntry
 
 #: Digests of files changed less than this long before hashing are not stored (coarse
@@ -42,19 +42,6 @@ CREATE TABLE IF NOT EXISTS digests (
     PRIMARY KEY (dev, ino, algorithm, start, end)
 ) WITHOUT ROWID
 """
-
-
-def default_cache_dir() -> Path:
-    """`$MODELWARD_CACHE_DIR`, else the platform's user cache folder + `/modelward`."""
-    explicit = os.environ.get("MODELWARD_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "modelward"
-    if sys.platform == "win32":
-        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
-        return Path(base) / "modelward" / "Cache"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "modelward"
 
 
 class DigestCache:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import enum
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from importlib import resources
+
+from modelward._datafile import load_table
 
 #: `__name__`-style attribute names, the usual road from an object to builtins.
 DUNDER = re.compile(r"^__\w+__$")
@@ -136,8 +136,7 @@ def wrapper_kind(path: str) -> str | None:
 @lru_cache(maxsize=1)
 def default_policy() -> GlobalPolicy:
     """The shipped lists; parsed once per process."""
-    text = (resources.files("modelward") / "data" / "pickle_globals.toml").read_text("utf-8")
-    data = tomllib.loads(text)
+    data = load_table("pickle_globals.toml")
     allow = frozenset(name for names in data["allow"].values() for name in names)
     return GlobalPolicy(
         allow=allow,

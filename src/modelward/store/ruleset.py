@@ -131,7 +131,7 @@ def _stat_key(files: list[tuple[str, Path]], settled_before: int | None = None) 
 
 
 def _cache_path() -> Path:
-    from modelward.integrity.cache import default_cache_dir
+    from modelward.config import default_cache_dir
 
     return default_cache_dir() / CACHE_NAME
 
