@@ -76,24 +76,27 @@ def ruleset_version() -> str:
     return f"{__version__}+{digest}"
 
 
-def content_digest(files: list[tuple[str, Path]] | None = None) -> str:
+def content_digest(files: list[tuple[str, str]] | None = None) -> str:
     """12 hex digits of SHA-256 over every rule file's package path and bytes."""
     digest = hashlib.sha256()
     for name, path in files if files is not None else _rule_files():
         digest.update(name.encode() + b"\0")
-        digest.update(path.read_bytes())
+        with open(path, "rb") as f:
+            digest.update(f.read())
         digest.update(b"\0")
     return digest.hexdigest()[:12]
 
 
-def _rule_files() -> list[tuple[str, Path]]:
+def _rule_files() -> list[tuple[str, str]]:
     """(path inside the package, path) of every rule file, in a stable order."""
-    files: list[tuple[str, Path]] = []
+    files: list[tuple[str, str]] = []
     for name in _RULE_SOURCES:
-        root = _PACKAGE / name
-        if root.is_dir():
-            files.extend((f"{name}/{inner}", root / inner) for inner in _walk(str(root), ""))
-        elif root.is_file():
+        root = os.path.join(_PACKAGE, name)
+        if os.path.isdir(root):
+            files.extend(
+                (f"{name}/{inner}", os.path.join(root, inner)) for inner in _walk(root, "")
+            )
+        elif os.path.isfile(root):
             files.append((name, root))
     # Ordered as the paths' parts (as `sorted(Path)` did): the digest depends on the order.
     return sorted(files, key=lambda item: item[0].split("/"))
@@ -112,7 +115,7 @@ def _walk(folder: str, prefix: str) -> list[str]:
     return found
 
 
-def _stat_key(files: list[tuple[str, Path]], settled_before: int | None = None) -> str | None:
+def _stat_key(files: list[tuple[str, str]], settled_before: int | None = None) -> str | None:
     """A digest of what `stat` says of every rule file; None if one cannot be statted, or
     (with `settled_before`) changed less than `RACY_WINDOW_NS` before that time."""
     lines = [str(_PACKAGE)]
