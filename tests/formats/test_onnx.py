@@ -21,7 +21,7 @@ from fixtures.onnx_models import (
     benign_external_data,
     benign_local_function,
     benign_mlp,
-    custom_op,
+    custom_op_in_loop,
     over_protobuf_limit,
     vendor_op,
 )
@@ -48,6 +48,17 @@ def test_vendor_ops_are_noted_low(tmp_path: Path) -> None:
     [vendor] = [f for f in report.findings if f.rule_id == "MW-ONNX-VENDOR-OP"]
     assert vendor.severity == Severity.LOW
     assert report.results[0].max_severity == Severity.LOW
+
+
+def test_standard_preview_operators_are_not_custom(tmp_path: Path) -> None:
+    """`ai.onnx.preview` (FlexAttention, onnx 1.20+) is an operator set of onnx.defs."""
+    from onnx import helper
+
+    node = helper.make_node("FlexAttention", ["Q", "K", "V"], ["Y"], domain="ai.onnx.preview")
+    graph = helper.make_graph([node], "g", [], [])
+    path = tmp_path / "model.onnx"
+    path.write_bytes(helper.make_model(graph, producer_name="modelward-tests").SerializeToString())
+    assert {f.rule_id for f in modelward.scan(path).findings} == {"MW-ONNX-INFO"}
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
@@ -107,18 +118,21 @@ def test_over_two_gib_is_walked_in_bounded_memory(tmp_path: Path) -> None:
     assert result.bytes_read < 1024**2
 
 
-def test_missing_onnx_package_fails_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = custom_op(tmp_path / "model.onnx")
+def test_scans_without_the_onnx_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scanner decodes ONNX itself: without `onnx` (or protobuf) it finds the same."""
+    path = custom_op_in_loop(tmp_path / "model.onnx")
+    expected = {(f.rule_id, f.severity) for f in modelward.scan(path).findings}
     real_import = builtins.__import__
 
     def no_onnx(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name == "onnx" or name.startswith("onnx."):
+        if name.split(".")[0] == "onnx" or name.startswith("google.protobuf"):
             raise ImportError(name)
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_onnx)
-    [finding] = modelward.scan(path).findings
-    assert finding.rule_id == "MW-ONNX-UNPARSED" and finding.severity == Severity.MEDIUM
+    found = {(f.rule_id, f.severity) for f in modelward.scan(path).findings}
+    assert found == expected
+    assert ("MW-ONNX-CUSTOM-OP", Severity.HIGH) in found
 
 
 def test_detection_is_conservative(tmp_path: Path) -> None:

@@ -7,23 +7,38 @@ and `external_data` tensors name files the runtime opens (an absolute path or
 graph can: If/Loop/Scan bodies, model-local functions, training graphs.
 
 We walk the model's top level and its main graph with a bounded wire-format
-reader straight from the file, and hand each node, function and tensor
-description (small, bounded) to `onnx`'s protobuf classes. Tensor payloads are
+reader straight from the file, and decode each node, function and tensor
+description (small, bounded) with our own reader, checked against the message
+layout written from `onnx.proto` (data/onnx_schema.toml) so that it refuses what
+protobuf refuses: scanning never imports `onnx` or protobuf. Tensor payloads are
 skipped, never read; files beyond protobuf's 2 GiB limit are walked the same way.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from modelward._datafile import load_table, name_set
 from modelward.findings import Severity
 from modelward.formats._capped import CappedReporter
-from modelward.formats._datafile import name_set
-from modelward.formats._protowire import LEN, VARINT, ProtoError, read_varint
+from modelward.formats._protowire import (
+    FIXED32,
+    FIXED64,
+    LEN,
+    VARINT,
+    Decoded,
+    MessageSchema,
+    ProtoError,
+    decode_message,
+    int32,
+    int64,
+    read_varint,
+)
 from modelward.formats.base import Blob, ScanContext
 
 if TYPE_CHECKING:
@@ -54,9 +69,38 @@ _GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_SPARSE_INITIALIZER = 1, 5, 15
 _TENSOR_NAME, _TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION = 8, 13, 14
 _SPARSE_VALUES, _SPARSE_INDICES = 1, 2
 _TENSOR_EXTERNAL = 1
+#: TensorProto.DataLocation: a closed enum, so protobuf ignores any other value.
+_DATA_LOCATIONS = (0, _TENSOR_EXTERNAL)
+# The fields of the messages decoded in memory that the checks read (onnx.proto; the test
+# of data/onnx_schema.toml holds them to the installed onnx's descriptors).
+_NODE_NAME, _NODE_OP_TYPE, _NODE_ATTRIBUTE, _NODE_DOMAIN = 3, 4, 5, 7
+_ATTR_NAME, _ATTR_T, _ATTR_G, _ATTR_TENSORS, _ATTR_GRAPHS = 1, 5, 6, 10, 11
+_ATTR_SPARSE_TENSOR, _ATTR_SPARSE_TENSORS = 22, 23
+_ATTR_SPARSE = (_ATTR_SPARSE_TENSOR, _ATTR_SPARSE_TENSORS)
+_FUNCTION_NAME, _FUNCTION_NODE, _FUNCTION_DOMAIN = 1, 7, 10
+_TRAINING_INITIALIZATION, _TRAINING_ALGORITHM = 1, 2
+_OPSET_DOMAIN, _OPSET_VERSION = 1, 2
+_ENTRY_KEY, _ENTRY_VALUE = 1, 2
+
+#: The fields the checks read, per message, with the wire type each is declared with.
+_KEEP: dict[str, dict[int, int]] = {
+    "NodeProto": {_NODE_NAME: LEN, _NODE_OP_TYPE: LEN, _NODE_ATTRIBUTE: LEN, _NODE_DOMAIN: LEN},
+    "AttributeProto": dict.fromkeys(
+        (_ATTR_NAME, _ATTR_T, _ATTR_G, _ATTR_TENSORS, _ATTR_GRAPHS, *_ATTR_SPARSE), LEN
+    ),
+    "GraphProto": dict.fromkeys((_GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_SPARSE_INITIALIZER), LEN),
+    "TensorProto": {_TENSOR_NAME: LEN, _TENSOR_EXTERNAL_DATA: LEN, _TENSOR_DATA_LOCATION: VARINT},
+    "SparseTensorProto": {_SPARSE_VALUES: LEN, _SPARSE_INDICES: LEN},
+    "StringStringEntryProto": {_ENTRY_KEY: LEN, _ENTRY_VALUE: LEN},
+    "FunctionProto": {_FUNCTION_NAME: LEN, _FUNCTION_NODE: LEN, _FUNCTION_DOMAIN: LEN},
+    "TrainingInfoProto": {_TRAINING_INITIALIZATION: LEN, _TRAINING_ALGORITHM: LEN},
+    "OperatorSetIdProto": {_OPSET_DOMAIN: LEN, _OPSET_VERSION: VARINT},
+}
 
 _DATA = "onnx_domains.toml"
+_SCHEMA = "onnx_schema.toml"
 _EVIDENCE_CHARS = 200
+_ELEMENT_WIRE_TYPES = {"varint": VARINT, "fixed32": FIXED32, "fixed64": FIXED64}
 
 
 @dataclass(frozen=True)
@@ -135,6 +179,57 @@ class MessageTooLarge(Exception):
         self.offset = offset
 
 
+class Undecodable(ProtoError):
+    """A node, function or tensor description protobuf's parser would refuse."""
+
+
+@cache
+def message_schemas() -> dict[str, MessageSchema]:
+    """The layout of every message a node, function or training graph can hold."""
+    return {
+        name: MessageSchema(
+            messages={int(n): str(t) for n, t in entry["messages"].items()},
+            packed={int(n): _ELEMENT_WIRE_TYPES[str(t)] for n, t in entry["packed"].items()},
+        )
+        for name, entry in load_table(_SCHEMA)["messages"].items()
+    }
+
+
+def decode(data: bytes, message: str, tick: Callable[[], None] | None = None) -> Decoded:
+    """`data` as ONNX message `message` (e.g. "NodeProto"), checked the way protobuf would,
+    with the fields the checks read (`_KEEP`).
+
+    Raises `Undecodable` where `onnx`'s `ParseFromString` raises `DecodeError`.
+    """
+    try:
+        return decode_message(memoryview(data), message_schemas(), message, _KEEP, tick=tick)
+    except ProtoError as exc:
+        raise Undecodable(f"onnx.{message}: {exc}") from None
+
+
+def _merged(occurrences: list[Decoded]) -> Decoded:
+    """The occurrences of a singular message field as the one message protobuf makes of them."""
+    if len(occurrences) == 1:
+        return occurrences[0]
+    merged: Decoded = {}
+    for occurrence in occurrences:
+        for number, values in occurrence.items():
+            merged.setdefault(number, []).extend(values)
+    return merged
+
+
+def _single(message: Decoded, number: int) -> Decoded | None:
+    """A singular message field (merged), or None when absent."""
+    occurrences = message.get(number)
+    return _merged(occurrences) if occurrences else None
+
+
+def _last(message: Decoded, number: int) -> bytes:
+    """A string field: its last value (protobuf's rule), b"" when absent."""
+    values = message.get(number)
+    return values[-1] if values else b""
+
+
 @dataclass
 class _Model:
     """What the scan learns from the top level, for the summary and for function calls."""
@@ -142,9 +237,9 @@ class _Model:
     ir_version: int | None = None
     producer: list[str] = field(default_factory=list)
     opsets: list[str] = field(default_factory=list)
-    functions: list[Any] = field(default_factory=list)
+    functions: list[Decoded] = field(default_factory=list)
     graphs: list[_WireField] = field(default_factory=list)
-    training: list[Any] = field(default_factory=list)
+    training: list[Decoded] = field(default_factory=list)
 
 
 class OnnxScanner:
@@ -184,16 +279,6 @@ class OnnxScanner:
     def scan(self, blob: Blob, ctx: ScanContext) -> None:
         out = CappedReporter(ctx, blob.location)
         try:
-            import onnx  # noqa: F401  (lazy: heavy, and only ONNX files need it)
-        except ImportError:
-            out.report(
-                "MW-ONNX-UNPARSED",
-                Severity.MEDIUM,
-                "cannot parse ONNX: install onnx (pip install onnx); model not checked",
-            )
-            out.finish()
-            return
-        try:
             if blob.size >= PROTOBUF_LIMIT:
                 out.report(
                     "MW-ONNX-TOO-LARGE",
@@ -222,6 +307,55 @@ def _is_short_text(data: memoryview) -> bool:
     return text.replace("\n", " ").replace("\r", " ").replace("\t", " ").isprintable()
 
 
+def _raw_text(data: bytes) -> str | bytes:
+    """A proto2 string field as `onnx` returns it: str, or bytes when it is not UTF-8."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+
+
+def _text(data: bytes) -> str:
+    """A string field formatted as an f-string formats what `onnx` returns for it."""
+    return str(_raw_text(data))
+
+
+def _external_entries(entries: Iterable[Decoded]) -> dict[str | bytes, str]:
+    """`external_data` key/value entries; a later key wins, as in `{e.key: e.value ...}`.
+
+    A key that is not UTF-8 stays bytes (it is no key the checks know); a value that is not
+    UTF-8 keeps its bytes through `surrogateescape`, as a file name does.
+    """
+    return {
+        _raw_text(_last(entry, _ENTRY_KEY)): _last(entry, _ENTRY_VALUE).decode(
+            "utf-8", "surrogateescape"
+        )
+        for entry in entries
+    }
+
+
+def _graphs(attribute: Decoded) -> list[Decoded]:
+    """An attribute's subgraphs, in `[g, *graphs]` order (g merged, if present)."""
+    g = _single(attribute, _ATTR_G)
+    graphs = attribute.get(_ATTR_GRAPHS, [])
+    return graphs if g is None else [g, *graphs]
+
+
+def _tensors(attribute: Decoded) -> Iterator[Decoded | None]:
+    """An attribute's tensors: t, sparse_tensor's values and indices, each of sparse_tensors'
+    values and indices, then tensors (the order the `onnx`-based scan checked them in).
+    None stands for a sparse tensor's absent values or indices."""
+    t = _single(attribute, _ATTR_T)
+    if t is not None:
+        yield t
+    sparse_tensor = _single(attribute, _ATTR_SPARSE_TENSOR)
+    sparse_tensors = attribute.get(_ATTR_SPARSE_TENSORS, [])
+    for sparse in sparse_tensors if sparse_tensor is None else [sparse_tensor, *sparse_tensors]:
+        yield _single(sparse, _SPARSE_VALUES)
+        yield _single(sparse, _SPARSE_INDICES)
+    yield from attribute.get(_ATTR_TENSORS, [])
+
+
 class _Walk:
     """One scan of one model: reads the file, checks what it finds, reports."""
 
@@ -231,38 +365,43 @@ class _Walk:
         self.out = out
         self.stream = stream
         self.limit = ctx.config.limits.max_header_bytes
-        self.standard = name_set(_DATA, "standard")
+        self.standard = name_set(_DATA, "standard") | name_set(_SCHEMA, "operator_domains")
         self.vendor = name_set(_DATA, "vendor")
         self.local_functions: set[tuple[str, str]] = set()
         #: Size of each external data file, or None when it is unsafe or missing (reported).
         self.external_files: dict[str, int | None] = {}
 
     def run(self) -> None:
-        from google.protobuf.message import DecodeError
-
         model = _Model()
         top = FileMessage(self.stream, 0, self.blob.size)
         try:
             self._read_top(top, model)
             for function in model.functions:
-                self.local_functions.add((function.domain, function.name))
+                self.local_functions.add(
+                    (
+                        _text(_last(function, _FUNCTION_DOMAIN)),
+                        _text(_last(function, _FUNCTION_NAME)),
+                    )
+                )
             self._note(model)
             if not model.graphs:
                 self._malformed("the model has no graph")
             for function in model.functions:
-                self._check_nodes(function.node, f"function {function.domain}:{function.name}", 0)
+                domain = _text(_last(function, _FUNCTION_DOMAIN))
+                where = f"function {domain}:{_text(_last(function, _FUNCTION_NAME))}"
+                self._check_nodes(function.get(_FUNCTION_NODE, []), where, 0)
             for graph_field in model.graphs:
                 self._walk_graph(top.sub(graph_field), "graph")
             for info in model.training:
-                for label, graph in (
-                    ("training init", info.initialization),
-                    ("training", info.algorithm),
+                for label, number in (
+                    ("training init", _TRAINING_INITIALIZATION),
+                    ("training", _TRAINING_ALGORITHM),
                 ):
-                    self._check_graph(graph, label, 1)
+                    self._check_graph(_single(info, number) or {}, label, 1)
+        except Undecodable as exc:
+            self._malformed(f"a message does not decode ({exc})")
         except ProtoError as exc:
             self._malformed(str(exc))
-        except DecodeError as exc:
-            self._malformed(f"a message does not decode ({exc})")
         except MessageTooLarge as exc:
             self.out.report(
                 "MW-ONNX-TOO-LARGE",
@@ -277,9 +416,10 @@ class _Walk:
             "MW-ONNX-MALFORMED", Severity.MEDIUM, f"ONNX protobuf is malformed: {problem}"
         )
 
-    def _read_top(self, top: FileMessage, model: _Model) -> None:
-        import onnx
+    def _decode(self, data: bytes, message: str) -> Decoded:
+        return decode(data, message, self.ctx.check_deadline)
 
+    def _read_top(self, top: FileMessage, model: _Model) -> None:
         for f in top.fields(self.ctx):
             expected = _MODEL_WIRE_TYPES.get(f.number)
             if expected is not None and expected != f.wire_type:
@@ -293,16 +433,14 @@ class _Walk:
             elif f.number == 7:
                 model.graphs.append(f)
             elif f.number == 8:
-                opset = parse_message(onnx.OperatorSetIdProto, top.payload(f, self.limit))
-                model.opsets.append(f"{opset.domain or 'ai.onnx'}:{opset.version}")
+                opset = self._decode(top.payload(f, self.limit), "OperatorSetIdProto")
+                domain = _text(_last(opset, _OPSET_DOMAIN))
+                version = int64(opset.get(_OPSET_VERSION, [0])[-1])
+                model.opsets.append(f"{domain or 'ai.onnx'}:{version}")
             elif f.number == 20:
-                model.training.append(
-                    parse_message(onnx.TrainingInfoProto, top.payload(f, self.limit))
-                )
+                model.training.append(self._decode(top.payload(f, self.limit), "TrainingInfoProto"))
             elif f.number == 25:
-                model.functions.append(
-                    parse_message(onnx.FunctionProto, top.payload(f, self.limit))
-                )
+                model.functions.append(self._decode(top.payload(f, self.limit), "FunctionProto"))
 
     def _note(self, model: _Model) -> None:
         self.out.report(
@@ -313,14 +451,12 @@ class _Walk:
         )
 
     def _walk_graph(self, graph: FileMessage, where: str) -> None:
-        """The main graph, from the file: nodes parsed one by one, tensor payloads skipped."""
-        import onnx
-
+        """The main graph, from the file: nodes decoded one by one, tensor payloads skipped."""
         for f in graph.fields(self.ctx):
             if f.wire_type != LEN:
                 continue
             if f.number == _GRAPH_NODE:
-                node = parse_message(onnx.NodeProto, graph.payload(f, self.limit))
+                node = self._decode(graph.payload(f, self.limit), "NodeProto")
                 self._check_node(node, where, 0)
             elif f.number == _GRAPH_INITIALIZER:
                 self._walk_tensor(graph.sub(f), where)
@@ -332,21 +468,19 @@ class _Walk:
 
     def _walk_tensor(self, tensor: FileMessage, where: str) -> None:
         """A TensorProto from the file, reading only its name and external-data fields."""
-        import onnx
-
         name, external, location = "", [], 0
         for f in tensor.fields(self.ctx):
             if f.number == _TENSOR_NAME and f.wire_type == LEN:
                 name = tensor.payload(f, self.limit)[:_EVIDENCE_CHARS].decode("utf-8", "replace")
             elif f.number == _TENSOR_EXTERNAL_DATA and f.wire_type == LEN:
                 external.append(
-                    parse_message(onnx.StringStringEntryProto, tensor.payload(f, self.limit))
+                    self._decode(tensor.payload(f, self.limit), "StringStringEntryProto")
                 )
             elif f.number == _TENSOR_DATA_LOCATION and f.wire_type == VARINT:
                 location = f.value
-        self._check_external(name, {e.key: e.value for e in external}, location, where)
+        self._check_external(name, _external_entries(external), location, where)
 
-    def _check_graph(self, graph: Any, where: str, depth: int) -> None:
+    def _check_graph(self, graph: Decoded, where: str, depth: int) -> None:
         """A graph already in memory (a node's subgraph, a training graph)."""
         if depth > MAX_SUBGRAPH_DEPTH:
             self.out.report(
@@ -356,56 +490,62 @@ class _Walk:
                 " not checked further",
             )
             return
-        self._check_nodes(graph.node, where, depth)
-        for tensor in graph.initializer:
+        self._check_nodes(graph.get(_GRAPH_NODE, []), where, depth)
+        for tensor in graph.get(_GRAPH_INITIALIZER, []):
             self._check_tensor(tensor, where)
-        for sparse in graph.sparse_initializer:
-            self._check_tensor(sparse.values, where)
-            self._check_tensor(sparse.indices, where)
+        for sparse in graph.get(_GRAPH_SPARSE_INITIALIZER, []):
+            self._check_tensor(_single(sparse, _SPARSE_VALUES), where)
+            self._check_tensor(_single(sparse, _SPARSE_INDICES), where)
 
-    def _check_nodes(self, nodes: Any, where: str, depth: int) -> None:
+    def _check_nodes(self, nodes: Iterable[Decoded], where: str, depth: int) -> None:
         for node in nodes:
             self._check_node(node, where, depth)
 
-    def _check_node(self, node: Any, where: str, depth: int) -> None:
+    def _check_node(self, node: Decoded, where: str, depth: int) -> None:
         self.ctx.check_deadline()
-        label = f"{where}/{node.name or node.op_type}"[:_EVIDENCE_CHARS]
-        domain = node.domain
+        op_type, domain = _text(_last(node, _NODE_OP_TYPE)), _text(_last(node, _NODE_DOMAIN))
+        label = f"{where}/{_text(_last(node, _NODE_NAME)) or op_type}"[:_EVIDENCE_CHARS]
         if domain in self.vendor:
             self.out.report(
                 "MW-ONNX-VENDOR-OP",
                 Severity.LOW,
-                f"node {label} uses {domain}:{node.op_type}, built into the runtime (not standard"
-                " ONNX)",
-                evidence=f"{domain}:{node.op_type}"[:_EVIDENCE_CHARS],
+                f"node {label} uses {domain}:{op_type}, built into the runtime (not standard ONNX)",
+                evidence=f"{domain}:{op_type}"[:_EVIDENCE_CHARS],
             )
-        elif domain not in self.standard and (domain, node.op_type) not in self.local_functions:
+        elif domain not in self.standard and (domain, op_type) not in self.local_functions:
             self.out.report(
                 "MW-ONNX-CUSTOM-OP",
                 Severity.HIGH,
-                f"node {label} uses custom operator {domain}:{node.op_type}; runtimes run custom"
+                f"node {label} uses custom operator {domain}:{op_type}; runtimes run custom"
                 " operators from native libraries the loader registers",
-                evidence=f"{domain}:{node.op_type}"[:_EVIDENCE_CHARS],
+                evidence=f"{domain}:{op_type}"[:_EVIDENCE_CHARS],
             )
-        for attribute in node.attribute:
-            inner = f"{label}/{attribute.name}"
-            graphs = [attribute.g] if attribute.HasField("g") else []
-            for graph in [*graphs, *attribute.graphs]:
+        for attribute in node.get(_NODE_ATTRIBUTE, []):
+            if (len(attribute) <= 1 and _ATTR_NAME in attribute) or not attribute:
+                continue  # a plain attribute (ints, floats, strings): nothing to check
+            inner = f"{label}/{_text(_last(attribute, _ATTR_NAME))}"
+            for graph in _graphs(attribute):
                 self._check_graph(graph, inner, depth + 1)
-            tensors = [attribute.t] if attribute.HasField("t") else []
-            if attribute.HasField("sparse_tensor"):
-                tensors += [attribute.sparse_tensor.values, attribute.sparse_tensor.indices]
-            for sparse in attribute.sparse_tensors:
-                tensors += [sparse.values, sparse.indices]
-            for tensor in [*tensors, *attribute.tensors]:
+            for tensor in _tensors(attribute):
                 self._check_tensor(tensor, inner)
 
-    def _check_tensor(self, tensor: Any, where: str) -> None:
-        entries = {e.key: e.value for e in tensor.external_data}
-        self._check_external(tensor.name[:_EVIDENCE_CHARS], entries, tensor.data_location, where)
+    def _check_tensor(self, tensor: Decoded | None, where: str) -> None:
+        if tensor is None:  # an absent sparse tensor's values or indices: an empty tensor
+            return
+        entries = _external_entries(tensor.get(_TENSOR_EXTERNAL_DATA, []))
+        locations = [
+            v for v in map(int32, tensor.get(_TENSOR_DATA_LOCATION, [])) if v in _DATA_LOCATIONS
+        ]
+        location = locations[-1] if locations else 0
+        name = _raw_text(_last(tensor, _TENSOR_NAME))[:_EVIDENCE_CHARS]
+        self._check_external(name, entries, location, where)
 
     def _check_external(
-        self, name: str, entries: dict[str, str], data_location: int, where: str
+        self,
+        name: str | bytes,
+        entries: Mapping[str | bytes, str],
+        data_location: int,
+        where: str,
     ) -> None:
         if data_location != _TENSOR_EXTERNAL and not entries:
             return
@@ -506,6 +646,8 @@ def escapes_folder(location: str) -> str | None:
 
 
 def parse_message(message_class: type[Message], data: bytes) -> Any:
+    """`data` parsed by one of `onnx`'s protobuf classes. For `modelward diff`, which reads
+    attribute values with `onnx.helper`; the scanner decodes with `decode` instead."""
     message = message_class()
     message.ParseFromString(data)
     return message
