@@ -2,23 +2,19 @@
 
 A legacy Keras `.h5` keeps the model's JSON config in the root attribute
 `model_config` (and losses/metrics in `training_config`): the config, not the
-weights, decides what code runs on load. Only those attributes are read, with
-`h5py` (imported lazily) — never a dataset. Other HDF5 files are an INFO note.
+weights, decides what code runs on load. Only those attributes are read, by our
+own bounded reader (`_hdf5_reader`, pure Python, in process) — never a dataset.
+Other HDF5 files are an INFO note.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import io
-import json
-import multiprocessing
-import multiprocessing.context
-import time
-from multiprocessing.connection import Connection
-from typing import Any
+from typing import BinaryIO
 
 from modelward.findings import Severity
-from modelward.formats.base import Blob, ScanContext
+from modelward.formats._hdf5_reader import Hdf5Error, RootAttributes, read_root_attributes
+from modelward.formats.base import HEAD_SIZE, Blob, ScanContext
 from modelward.formats.keras import analyse_keras_json
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -26,9 +22,8 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _FIRST_USERBLOCK = 512
 #: Largest user block checked when sniffing; a bigger prefix is another format's problem.
 _MAX_USERBLOCK = 1024 * 1024
-#: Address space and seconds the h5py child may use.
-_CHILD_MEMORY = 4 * 1024**3
-_CHILD_SECONDS = 60.0
+#: The root attributes Keras reads when it loads a legacy `.h5`.
+KERAS_CONFIG_ATTRIBUTES = ("model_config", "training_config")
 
 
 def signature_offset(blob: Blob, head: bytes) -> int | None:
@@ -47,42 +42,17 @@ def signature_offset(blob: Blob, head: bytes) -> int | None:
     return None
 
 
-def h5py_available() -> bool:
-    """Whether the child can import h5py (checked without importing it here)."""
-    try:
-        return importlib.util.find_spec("h5py") is not None
-    except (ImportError, ValueError):
-        return False
+def read_keras_attributes(blob: Blob, ctx: ScanContext) -> RootAttributes | None:
+    """Read the Keras config attributes; None when the blob is too large to hold in memory
+    (a member that cannot be read in place) and was reported as such.
 
-
-def _h5py_context() -> multiprocessing.context.ForkServerContext:
-    """A fork server with h5py already imported: each file still gets its own child
-    (crash isolation) at the cost of a fork, not of a fresh interpreter importing h5py."""
-    context = multiprocessing.get_context("forkserver")
-    assert isinstance(context, multiprocessing.context.ForkServerContext)
-    context.set_forkserver_preload(["modelward.formats._h5attrs", "h5py"])
-    return context
-
-
-def _child(conn: Connection, source: str | bytes, limit: int) -> None:
-    import resource
-
-    from modelward.formats._h5attrs import read_attributes
-
-    resource.setrlimit(resource.RLIMIT_AS, (_CHILD_MEMORY, _CHILD_MEMORY))
-    answer = read_attributes(source if isinstance(source, str) else io.BytesIO(source), limit)
-    conn.send_bytes(json.dumps(answer).encode())
-    conn.close()
-
-
-def read_keras_attributes(blob: Blob, ctx: ScanContext) -> dict[str, Any] | None:
-    """Read the Keras attributes in a child process; None when the blob is too large to hand
-    over. The child answers in JSON, never pickle: it has parsed hostile bytes."""
+    Raises `Hdf5Error` for a file the HDF5 library would not open or read.
+    """
     limit = ctx.config.limits.max_header_bytes
-    source: str | bytes
     if blob.fs_path is not None:
-        source = str(blob.fs_path)
-    elif blob.size > limit:
+        with ctx.open(blob) as stream:
+            return _read(blob, stream, blob.size, ctx)
+    if blob.size > limit:
         ctx.report(
             "MW-HDF5-TOO-LARGE",
             Severity.MEDIUM,
@@ -91,40 +61,26 @@ def read_keras_attributes(blob: Blob, ctx: ScanContext) -> dict[str, Any] | None
             " reading a member into memory; its attributes were not checked",
         )
         return None
-    else:
-        with ctx.open(blob, limit=limit + 1) as stream:
-            source = stream.read(limit + 1)
-    timeout = max(1.0, min(_CHILD_SECONDS, ctx.deadline - time.monotonic()))
-    context = _h5py_context()
-    receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(target=_child, args=(sender, source, limit), daemon=True)
-    child.start()
-    sender.close()
-    try:
-        if not receiver.poll(timeout):
-            return {"status": "error", "error": f"h5py took over {timeout:.0f} s on this file"}
-        try:
-            answer: dict[str, Any] = json.loads(receiver.recv_bytes())
-        except (EOFError, OSError, ValueError):
-            child.join(5)
-            return {
-                "status": "error",
-                "error": f"h5py child exited with status {child.exitcode} (crafted file?)",
-            }
-        return answer
-    finally:
-        receiver.close()
-        child.join(1)
-        if child.is_alive():
-            child.kill()
-            child.join()
+    with ctx.open(blob, limit=limit + 1) as stream:
+        data = stream.read(limit + 1)
+    return _read(Blob.from_bytes(blob.location, data), io.BytesIO(data), len(data), ctx)
+
+
+def _read(blob: Blob, stream: BinaryIO, size: int, ctx: ScanContext) -> RootAttributes:
+    base = signature_offset(blob, stream.read(HEAD_SIZE))
+    if base is None:
+        raise Hdf5Error("no HDF5 superblock signature")
+    limit = ctx.config.limits.max_header_bytes
+    return read_root_attributes(
+        stream, size, base, KERAS_CONFIG_ATTRIBUTES, limit, ctx.check_deadline
+    )
 
 
 class Hdf5Scanner:
     """HDF5 by its superblock signature; Keras configs in the root attributes analysed.
 
-    h5py runs in a child process (bounded in memory and time) so that a crafted file
-    that crashes the HDF5 library becomes a finding rather than the end of the scan.
+    The attributes are read by a bounded pure-Python reader: a crafted file that breaks a
+    bound or would not open in the HDF5 library is a finding, never an exception.
     """
 
     name = "hdf5"
@@ -139,42 +95,23 @@ class Hdf5Scanner:
         return signature_offset(blob, head) is not None
 
     def scan(self, blob: Blob, ctx: ScanContext) -> None:
-        if not h5py_available():
-            ctx.report(
-                "MW-HDF5-NO-H5PY",
-                Severity.MEDIUM,
-                blob.location,
-                "HDF5 file not scanned: h5py is not installed (pip install h5py)",
-            )
-            return
-        answer = read_keras_attributes(blob, ctx)
-        if answer is None:
-            return
-        status = answer.get("status")
-        if status == "no-h5py":
-            ctx.report(
-                "MW-HDF5-NO-H5PY",
-                Severity.MEDIUM,
-                blob.location,
-                "HDF5 file not scanned: h5py cannot be imported",
-            )
-            return
-        if status != "ok":
+        try:
+            answer = read_keras_attributes(blob, ctx)
+        except Hdf5Error as exc:
             ctx.report(
                 "MW-HDF5-MALFORMED",
                 Severity.MEDIUM,
                 blob.location,
                 "HDF5 file could not be opened or its attributes read; not scanned",
-                evidence=str(answer.get("error", "no answer"))[:400],
+                evidence=str(exc)[:400],
             )
             return
-        self._report(answer, blob, ctx)
+        if answer is not None:
+            self._report(answer, blob, ctx)
 
-    def _report(self, answer: dict[str, Any], blob: Blob, ctx: ScanContext) -> None:
+    def _report(self, answer: RootAttributes, blob: Blob, ctx: ScanContext) -> None:
         limit = ctx.config.limits.max_header_bytes
-        attributes: dict[str, str] = answer.get("attributes", {})
-        oversize: dict[str, int] = answer.get("oversize", {})
-        not_text: list[str] = answer.get("not_text", [])
+        attributes, oversize, not_text = answer.texts, answer.oversize, answer.not_text
         for key, size in oversize.items():
             ctx.report(
                 "MW-KERAS-CONFIG-TOO-LARGE",
