@@ -63,16 +63,17 @@ def render_table(report: ScanReport, *, terminal: bool = False) -> str:
         if not _is_flagged(result):
             lines.extend(_compact_finding(finding) for finding in result.findings)
     lines.append(verdict_line(report))
-    if not flagged and not terminal:
-        return "".join(line.plain.rstrip() + "\n" for line in lines)
+    if not terminal:
+        table = [*_plain_findings_table(flagged, PLAIN_WIDTH), ""] if flagged else []
+        return "".join(row.rstrip() + "\n" for row in table + [line.plain for line in lines])
     from rich.console import Console
 
-    width = shutil.get_terminal_size((PLAIN_WIDTH, 24)).columns if terminal else PLAIN_WIDTH
+    width = shutil.get_terminal_size((PLAIN_WIDTH, 24)).columns
     buffer = StringIO()
     console = Console(
         file=buffer,
         width=width,
-        force_terminal=terminal,
+        force_terminal=True,
         highlight=False,
         emoji=False,
         legacy_windows=False,
@@ -135,6 +136,72 @@ def _findings_table(results: list[ScanResult]) -> Table:
                 detail,
             )
     return table
+
+
+#: Column titles of the findings table, and the share of the free width the last two get.
+_HEADERS = ("severity", "rule / ATLAS", "location", "message / evidence")
+_LOCATION_SHARE = 2 / 5
+_GAP = "   "
+
+
+def _plain_findings_table(results: list[ScanResult], width: int) -> list[str]:
+    """The findings table as plain lines, laid out as the styled one (no `rich`: a pipe or
+    file gets thousands of rows in milliseconds, where `rich` measures every cell)."""
+    rows: list[tuple[list[str], list[str], str, str]] = []
+    for result in results:
+        for finding in _by_severity(result.findings):
+            detail = [printable(finding.message)]
+            if finding.evidence:
+                detail.append(_short_evidence(finding.evidence))
+            rows.append(
+                (
+                    [finding.severity.label],
+                    [finding.rule_id, finding.technique],
+                    printable(str(finding.location)),
+                    "\n".join(detail),
+                )
+            )
+    first = max([len(_HEADERS[0])] + [len(r[0][0]) for r in rows])
+    second = max([len(_HEADERS[1])] + [len(line) for r in rows for line in r[1]])
+    free = max(width - first - second - 3 * len(_GAP), 20)
+    third = max(int(free * _LOCATION_SHARE), 10)
+    fourth = max(free - third, 10)
+    widths = (first, second, third, fourth)
+    out = [_GAP.join(h.ljust(w) for h, w in zip(_HEADERS, widths, strict=True))]
+    out.append("─" * min(width, sum(widths) + 3 * len(_GAP)))
+    for severity, rule, location, message in rows:
+        cells = (severity, rule, _fold(location, third), _fold(message, fourth))
+        for i in range(max(len(c) for c in cells)):
+            out.append(
+                _GAP.join(
+                    (c[i] if i < len(c) else "").ljust(w)
+                    for c, w in zip(cells, widths, strict=True)
+                )
+            )
+    return out
+
+
+def _fold(text: str, width: int) -> list[str]:
+    """`text` wrapped at spaces into lines of at most `width`, longer words cut."""
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        line = ""
+        for word in paragraph.split(" "):
+            while len(word) > width:
+                if line:
+                    lines.append(line)
+                    line = ""
+                lines.append(word[:width])
+                word = word[width:]
+            if not line:
+                line = word
+            elif len(line) + 1 + len(word) <= width:
+                line += " " + word
+            else:
+                lines.append(line)
+                line = word
+        lines.append(line)
+    return lines
 
 
 def _file_line(result: ScanResult) -> Line:
