@@ -14,32 +14,12 @@ from typing import BinaryIO
 
 from modelward.findings import Severity
 from modelward.formats._hdf5_reader import Hdf5Error, RootAttributes, read_root_attributes
+from modelward.formats._magic import hdf5_signature_offset
 from modelward.formats.base import HEAD_SIZE, Blob, ScanContext
 from modelward.formats.keras import analyse_keras_json
 
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-#: HDF5 looks for its superblock at 0, 512, 1024, 2048... (after a user block).
-_FIRST_USERBLOCK = 512
-#: Largest user block checked when sniffing; a bigger prefix is another format's problem.
-_MAX_USERBLOCK = 1024 * 1024
 #: The root attributes Keras reads when it loads a legacy `.h5`.
 KERAS_CONFIG_ATTRIBUTES = ("model_config", "training_config")
-
-
-def signature_offset(blob: Blob, head: bytes) -> int | None:
-    """Where the HDF5 superblock signature is, or None: 0 or a power of two from 512."""
-    offset = 0
-    while offset <= min(blob.size - len(HDF5_SIGNATURE), _MAX_USERBLOCK):
-        if offset + len(HDF5_SIGNATURE) <= len(head):
-            found = head[offset : offset + len(HDF5_SIGNATURE)]
-        else:
-            with blob.open() as stream:
-                stream.seek(offset)
-                found = stream.read(len(HDF5_SIGNATURE))
-        if found == HDF5_SIGNATURE:
-            return offset
-        offset = _FIRST_USERBLOCK if offset == 0 else offset * 2
-    return None
 
 
 def read_keras_attributes(blob: Blob, ctx: ScanContext) -> RootAttributes | None:
@@ -67,7 +47,7 @@ def read_keras_attributes(blob: Blob, ctx: ScanContext) -> RootAttributes | None
 
 
 def _read(blob: Blob, stream: BinaryIO, size: int, ctx: ScanContext) -> RootAttributes:
-    base = signature_offset(blob, stream.read(HEAD_SIZE))
+    base = hdf5_signature_offset(blob, stream.read(HEAD_SIZE))
     if base is None:
         raise Hdf5Error("no HDF5 superblock signature")
     limit = ctx.config.limits.max_header_bytes
@@ -86,13 +66,7 @@ class Hdf5Scanner:
     name = "hdf5"
 
     def detect(self, blob: Blob, head: bytes) -> bool:
-        if head.startswith(HDF5_SIGNATURE):
-            return True
-        # Past the head, looking for a user block means seeking: files on disk only.
-        if blob.fs_path is None and blob.size > len(head):
-            head_only = Blob.from_bytes(blob.location, head)
-            return signature_offset(head_only, head) is not None
-        return signature_offset(blob, head) is not None
+        return hdf5_signature_offset(blob, head) is not None
 
     def scan(self, blob: Blob, ctx: ScanContext) -> None:
         try:

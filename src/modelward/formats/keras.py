@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from modelward._datafile import load_table
 from modelward.findings import Location, Severity
 from modelward.formats import pycode
-from modelward._datafile import load_table
 from modelward.formats._marshal import CodeInfo, MarshalError, read_code
 from modelward.formats.base import Blob, ScanContext
 from modelward.formats.zip import ZIPFILE, read_zip, scan_members, zip_reading
@@ -412,7 +412,7 @@ def _check_custom_object(
 
 
 def _is_hdf5(blob: Blob, ctx: ScanContext) -> bool:
-    from modelward.formats.hdf5 import HDF5_SIGNATURE  # hdf5 imports this module
+    from modelward.formats._magic import HDF5_SIGNATURE
 
     with ctx.open(blob, limit=len(HDF5_SIGNATURE)) as stream:
         return stream.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
