@@ -140,18 +140,23 @@ _LENGTH_BYTES = 5
 _UINT32 = 1 << 32
 _UINT64 = (1 << 64) - 1
 #: Ten bytes in a row with the continuation bit set: a varint longer than protobuf allows.
-_OVERLONG_VARINT = re.compile(rb"[\x80-\xff]{10}")
+_OVERLONG_VARINT = rb"[\x80-\xff]{10}"
 
 
-@dataclass(frozen=True)
 class MessageSchema:
-    """What a parser needs to know of one message type to check it: its nested fields."""
+    """What a parser needs to know of one message type to check it: its nested fields.
 
-    #: Field number → message type, for fields holding messages (checked recursively).
-    messages: Mapping[int, str]
-    #: Field number → element wire type (VARINT, FIXED32, FIXED64) of repeated numbers, which
-    #: may also arrive packed in one length-delimited field.
-    packed: Mapping[int, int]
+    (A plain class, not a dataclass: the decorator would cost every scan's start-up.)
+    """
+
+    __slots__ = ("messages", "packed")
+
+    def __init__(self, messages: Mapping[int, str], packed: Mapping[int, int]) -> None:
+        #: Field number → message type, for fields holding messages (checked recursively).
+        self.messages = messages
+        #: Field number → element wire type (VARINT, FIXED32, FIXED64) of repeated numbers,
+        #: which may also arrive packed in one length-delimited field.
+        self.packed = packed
 
 
 #: A decoded message: the kept fields, each with its values in order (protobuf's rules apply:
@@ -311,12 +316,18 @@ _RUN_ELEMENTS = {
 @cache
 def _run_of(key: int) -> re.Pattern[bytes]:
     """Consecutive well-formed fields with the one-byte tag `key`."""
-    return re.compile(rb"(?:" + re.escape(bytes([key])) + _RUN_ELEMENTS[key & 7] + rb")+")
+    return _pattern(rb"(?:" + re.escape(bytes([key])) + _RUN_ELEMENTS[key & 7] + rb")+")
+
+
+@cache
+def _pattern(source: bytes) -> re.Pattern[bytes]:
+    """Compiled on first use, not at import: most scans decode no protobuf at all."""
+    return re.compile(source)
 
 
 def _check_packed(data: memoryview, element: int, number: int) -> None:
     if element == VARINT:
-        if (len(data) and data[-1] & 0x80) or _OVERLONG_VARINT.search(data):
+        if (len(data) and data[-1] & 0x80) or _pattern(_OVERLONG_VARINT).search(data):
             raise ProtoError(f"packed field {number} holds a broken varint")
     elif len(data) % (8 if element == FIXED64 else 4):
         raise ProtoError(f"packed field {number} is not a whole number of values")
