@@ -22,7 +22,7 @@ from modelward.distributed import RayConnectionError, scan_on_ray
 from modelward.distributed.ray_scan import _check_one_node
 from modelward.findings import ScanReport, ScanResult, Severity
 from modelward.folders import FOLDER_FORMAT
-from modelward.runner import MAX_BATCH_FILES, batches, file_size, scan_paths
+from modelward.runner import batches, file_size, scan_paths
 from modelward.store import StoreError, open_store
 
 pytestmark = pytest.mark.usefixtures("local_ray")
@@ -115,19 +115,6 @@ def test_a_task_that_dies_becomes_an_error_result(tmp_path: Path) -> None:
     assert "Ray task scanning this file died" in died.errors[0]
     assert [r.path for r in report.results] == [str(p) for p in sorted(tmp_path.iterdir())]
     assert {r.format for r in report.results if r is not died} == {"pickle"}
-
-
-def test_batches_keep_order_and_put_big_files_alone(tmp_path: Path) -> None:
-    files = []
-    for i in range(200):
-        path = tmp_path / f"{i:03}.bin"
-        path.write_bytes(b"x" * (70 * 1024**2 if i == 5 else 10))
-        files.append(path)
-    runs = batches([file_size(p) for p in files], 2)
-    assert [i for run in runs for i in run] == list(range(200))
-    assert [5] in runs
-    assert max(len(run) for run in runs) <= MAX_BATCH_FILES
-    assert len(runs) >= 8  # enough tasks to keep both CPUs busy
 
 
 def free_port() -> int:
