@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +41,9 @@ MAX_BATCH_FILES = 32
 MAX_BATCH_BYTES = 64 * 1024**2
 #: Aim for this many batches per worker, so a slow file does not leave the others idle.
 BATCHES_PER_WORKER = 4
+#: Files smaller than this are hashed for the store without the digest cache: reading them
+#: costs less than a cache lookup, and a cache entry costs a database write.
+DIGEST_CACHE_MIN_BYTES = 1024 * 1024
 
 
 def scan_and_record(
@@ -119,16 +122,25 @@ def file_scanner(
 ) -> Iterator[Callable[[Path, str | None], ScanResult]]:
     """A function scanning one file (through `store` when given) for a run of files.
 
-    The digest cache is opened once for the run. A store failure is the file's error,
-    never the run's end (the module's error rule).
+    The digest cache is opened once for the run, when the first file big enough to need it
+    comes. A store failure is the file's error, never the run's end (the module's error rule).
     """
     if store is None:
         yield lambda path, shown: scan_file(path, config, shown)
         return
-    from modelward.integrity.cache import digest_cache
     from modelward.store.errors import StoreError
 
-    with digest_cache() as digests:
+    with ExitStack() as stack:
+        opened: list[DigestCache | None] = []
+
+        def digests_for(path: Path) -> DigestCache | None:
+            if file_size(path) < DIGEST_CACHE_MIN_BYTES:
+                return None
+            if not opened:
+                from modelward.integrity.cache import digest_cache
+
+                opened.append(stack.enter_context(digest_cache()))
+            return opened[0]
 
         def scan_one(path: Path, shown: str | None) -> ScanResult:
             try:
@@ -139,7 +151,7 @@ def file_scanner(
                     source=source,
                     display=shown,
                     rescan=rescan,
-                    digests=digests,
+                    digests=digests_for(path),
                 ).result
             except StoreError as exc:
                 result = scan_file(path, config, shown)
