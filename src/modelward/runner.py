@@ -281,10 +281,20 @@ def scan_paths(
     config = config if config is not None else ScanConfig()
     start = time.monotonic()
     files = list(iter_files(paths))
-    report = ScanReport()
-    report.results = scan_files(
-        files, config, jobs=jobs, store=store, rescan=rescan, on_result=on_result
-    )
+    results = scan_files(files, config, jobs=jobs, store=store, rescan=rescan, on_result=on_result)
+    return finish_report(files, results, config, start, on_result)
+
+
+def finish_report(
+    files: Sequence[Path],
+    results: list[ScanResult],
+    config: ScanConfig,
+    start: float,
+    on_result: Callable[[ScanResult], None] | None = None,
+) -> ScanReport:
+    """The report of a run begun at `start` (`time.monotonic`): every file's result, then
+    what only the whole set shows (`scanner.finish_results`). Local and Ray runs end here."""
+    report = ScanReport(results=results)
     for result in finish_results(files, report.results, config):
         report.results.append(result)
         if on_result is not None:
@@ -296,6 +306,7 @@ def scan_paths(
 __all__ = [
     "batches",
     "file_scanner",
+    "finish_report",
     "scan_and_record",
     "scan_batch",
     "scan_files",

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from modelward.config import ScanConfig
 from modelward.findings import ScanReport, ScanResult
-from modelward.runner import BATCHES_PER_WORKER, batches, file_size
-from modelward.scanner import finish_results, iter_files
+from modelward.runner import BATCHES_PER_WORKER, batches, file_size, finish_report
+from modelward.scanner import iter_files
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -70,13 +70,7 @@ def scan_on_ray(
     finally:
         if opened:
             ray.shutdown()
-    report = ScanReport(results=results)
-    for result in finish_results(files, report.results, config):
-        report.results.append(result)
-        if on_result is not None:
-            on_result(result)
-    report.seconds = time.monotonic() - start
-    return report
+    return finish_report(files, results, config, start, on_result)
 
 
 def _import_ray() -> ModuleType:
