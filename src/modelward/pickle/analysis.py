@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from modelward.findings import Location, Severity
@@ -68,14 +69,10 @@ def analyse_stream(
     machine = PickleMachine(policy, ctx.config.limits.max_pickle_bytes, hooks)
     embedded = EmbeddedPickles(location, ctx)
     start = source.offset
-    count = 0
     damage: PickleDamage | None = None
     try:
-        for offset, opcode, arg in embedded.walk(source):
-            count += 1
-            machine.feed(offset, opcode, arg)
-            if joblib_switch and hooks.seen:
-                return StreamOutcome(None, count, start, joblib=True)
+        if not embedded.run(machine, source, until=_seen(hooks) if joblib_switch else None):
+            return StreamOutcome(None, machine.opcodes, start, joblib=True)
     except PickleDamage as exc:
         damage = exc
     except BaseException:
@@ -91,9 +88,13 @@ def analyse_stream(
             Severity.MEDIUM,
             location.at(damage.offset),
             f"pickle stream {what}: {damage.message}; anything after this point was not analysed",
-            evidence=f"stream starting at offset {start}, {count} opcodes read",
+            evidence=f"stream starting at offset {start}, {machine.opcodes} opcodes read",
         )
-    return StreamOutcome(damage, count, start)
+    return StreamOutcome(damage, machine.opcodes, start)
+
+
+def _seen(hooks: _JoblibHooks) -> Callable[[], bool]:
+    return lambda: hooks.seen
 
 
 def _report(

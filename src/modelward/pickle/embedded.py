@@ -19,7 +19,7 @@ import binascii
 import io
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -133,6 +133,22 @@ class EmbeddedPickles:
                 self.check(arg, opcode.name, offset)
             yield item
 
+    def run(
+        self, machine: PickleMachine, source: ByteSource, until: Callable[[], bool] | None = None
+    ) -> bool:
+        """`machine.run` for a scan, with embedded pickles found on the way (what feeding it
+        every opcode of `walk` does)."""
+        ctx = self._ctx
+        return machine.run(
+            source,
+            ctx.config.limits,
+            ctx.check_deadline,
+            large=self.large,
+            found=self.check,
+            found_min=MIN_LENGTH,
+            until=until,
+        )
+
     def finish(self, loaded: dict[int, str]) -> None:
         """Report every embedded pickle: MEDIUM when only carried, at its own severity when
         the outer stream deserialises it (`loaded`: argument offset -> the helper)."""
@@ -226,14 +242,11 @@ class EmbeddedPickles:
         limits = self._ctx.config.limits
         for _ in range(MAX_STREAMS):
             machine = PickleMachine(policy, limits.max_pickle_bytes)
-            opcodes = (
-                nested.walk(source)
-                if nested is not None
-                else iter_opcodes(source, limits, self._ctx.check_deadline)
-            )
             try:
-                for inner_offset, inner_op, arg in opcodes:
-                    machine.feed(inner_offset, inner_op, arg)
+                if nested is not None:
+                    nested.run(machine, source)
+                else:
+                    machine.run(source, limits, self._ctx.check_deadline)
             except PickleDamage:
                 self._add(machine, policy, outer, via)
                 return  # what was seen before the damage is what a loader would have run

@@ -24,13 +24,29 @@ underflow, a missing memo key) is `PickleDamage`.
 from __future__ import annotations
 
 import _compat_pickle
+import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from modelward.config import Limits
 from modelward.pickle.knowledge import Use
-from modelward.pickle.opcodes import HIGHEST_PROTOCOL, Opcode
+from modelward.pickle.opcodes import HIGHEST_PROTOCOL, OPCODES, Arg, Opcode
 from modelward.pickle.policy import DUNDER, GlobalPolicy, Role
-from modelward.pickle.walker import ArgValue, PickleDamage, Skipped
+from modelward.pickle.walker import (
+    KEEP_TEXT,
+    TICK_EVERY,
+    ArgValue,
+    ByteSource,
+    PayloadHook,
+    PickleDamage,
+    Skipped,
+    opcode_checkpoint,
+    read_arg,
+)
+
+_I4 = struct.Struct("<i")
+_U4 = struct.Struct("<I")
+_F8 = struct.Struct(">d")
 
 #: MARKs open at once beyond which the stream is reported (real pickles nest far less).
 MAX_MARK_DEPTH = 1000
@@ -120,10 +136,15 @@ class DictValue(Value):
 
     def add(self, pairs: Iterable[tuple[Value, Value]]) -> None:
         for key, value in pairs:
-            self.pairs.append((key, value))
-            if isinstance(key, Const) and isinstance(key.value, str):
-                self._strings[key.value] = value
-                if DUNDER.match(key.value):
+            self.add_pair(key, value)
+
+    def add_pair(self, key: Value, value: Value) -> None:
+        self.pairs.append((key, value))
+        if isinstance(key, Const):
+            text = key.value
+            if isinstance(text, str):
+                self._strings[text] = value
+                if text[:2] == "__" and DUNDER.match(text):
                     self.dunder_pairs.append((key, value))
 
     def get(self, key: str) -> Value | None:
@@ -264,6 +285,8 @@ class PickleMachine:
         #: Offset of the MARK that first went deeper than `MAX_MARK_DEPTH`.
         self.too_deep_at: int | None = None
         self.result: Value | None = None
+        #: Opcodes `run` ran.
+        self.opcodes = 0
 
     # -- stack helpers -------------------------------------------------------------
 
@@ -275,12 +298,15 @@ class PickleMachine:
         """Account for `cost` more bytes held; past `max_pickle_bytes` the walk stops."""
         self._held += cost
         if self._held > self._max_bytes:
-            raise PickleDamage(
-                offset,
-                f"analysis would hold more than {self._max_bytes} bytes (max_pickle_bytes);"
-                " rest not scanned",
-                "MW-PICKLE-LIMIT",
-            )
+            raise self._too_much(offset)
+
+    def _too_much(self, offset: int) -> PickleDamage:
+        return PickleDamage(
+            offset,
+            f"analysis would hold more than {self._max_bytes} bytes (max_pickle_bytes);"
+            " rest not scanned",
+            "MW-PICKLE-LIMIT",
+        )
 
     def _pop(self, offset: int, opcode: Opcode) -> Value:
         if not self.stack:
@@ -302,7 +328,7 @@ class PickleMachine:
     # -- the interpreter -------------------------------------------------------------
 
     def feed(self, offset: int, opcode: Opcode, arg: ArgValue) -> None:
-        handler = _HANDLERS.get(opcode.name)
+        handler = _BY_CODE[opcode.code]
         if handler is not None:
             handler(self, offset, opcode, arg)
         elif isinstance(arg, Skipped):
@@ -312,6 +338,253 @@ class PickleMachine:
             if isinstance(arg, str | bytes):
                 self.charge(len(arg), offset)
             self._push(Const(arg, offset), offset)
+
+    def run(
+        self,
+        source: ByteSource,
+        limits: Limits,
+        tick: Callable[[], None],
+        *,
+        large: PayloadHook | None = None,
+        found: Callable[[bytes | str, str, int], None] | None = None,
+        found_min: int = 0,
+        until: Callable[[], bool] | None = None,
+    ) -> bool:
+        """Run one stream from `source` to its STOP: what feeding every opcode of
+        `iter_opcodes(source, limits, tick, large)` does, in one loop.
+
+        `found` sees each byte or text argument kept whole and at least `found_min` long
+        (before the opcode runs); `until` is asked after each opcode that may run a hook,
+        and ends the run (False returned) when it says so. `self.opcodes` counts the opcodes
+        run, damage or not. True at STOP; damage is raised.
+
+        The opcodes of ordinary object pickles (values, memo, containers) are read from the
+        source's buffer and run here inline; any other opcode, or any that might not lie
+        whole in the buffer, is read by `read_arg` and run by `feed`, so every check and
+        every message is theirs.
+        """
+        count = 0
+        max_opcodes = limits.max_pickle_opcodes
+        check_at = min(TICK_EVERY, max_opcodes + 1)
+        max_bytes = self._max_bytes
+        memo = self._memo
+        marks = self._marks
+        stack = self.stack
+        plain = _PLAIN
+        end_bound = source.end_bound
+        buf = source._buf
+        pos = source._pos
+        base = source._base
+        #: Bytes of `buf` that may be read without a check: some are left to the stream's end.
+        limit = min(len(buf), end_bound - base)
+        end = limit - 9  # the opcode and any fixed-size argument lie in `buf` up to here
+        try:
+            while True:
+                count += 1
+                if count >= check_at:
+                    source._pos = pos
+                    try:
+                        check_at = opcode_checkpoint(source, count, max_opcodes, tick)
+                    except BaseException:
+                        count -= 1
+                        raise
+                if pos <= end:
+                    code = buf[pos]
+                    offset = base + pos
+                    value: Value | None
+                    if code == 0x94 or code == 0x71:  # MEMOIZE, BINPUT
+                        if code == 0x94:
+                            key = len(memo)
+                            pos += 1
+                        else:
+                            key = buf[pos + 1]
+                            pos += 2
+                        held = self._held + SLOT_COST
+                        self._held = held
+                        if held > max_bytes:
+                            raise self._too_much(offset)
+                        if not stack:
+                            raise PickleDamage(offset, _EMPTY[code])
+                        memo[key] = stack[-1]
+                        continue
+                    if code == 0x8C or code == 0x58:  # SHORT_BINUNICODE, BINUNICODE
+                        if code == 0x8C:
+                            start = pos + 2
+                            stop = start + buf[pos + 1]
+                        else:
+                            start = pos + 5
+                            stop = start + _U4.unpack_from(buf, pos + 1)[0]
+                        if stop <= limit and stop - start <= KEEP_TEXT:
+                            try:
+                                text = buf[start:stop].decode("utf-8", "surrogatepass")
+                            except UnicodeDecodeError:
+                                pass  # the slow way reports it
+                            else:
+                                pos = stop
+                                if found is not None and len(text) >= found_min:
+                                    try:
+                                        found(text, _NAMES[code], offset)
+                                    except BaseException:
+                                        count -= 1
+                                        raise
+                                held = self._held + len(text) + SLOT_COST
+                                self._held = held
+                                if held > max_bytes:
+                                    raise self._too_much(offset)
+                                stack.append(Const(text, offset))
+                                continue
+                    elif code == 0x68 or code == 0x6A:  # BINGET, LONG_BINGET
+                        if code == 0x68:
+                            key = buf[pos + 1]
+                            after = pos + 2
+                        else:
+                            key = _U4.unpack_from(buf, pos + 1)[0]
+                            after = pos + 5
+                        got = memo.get(key)
+                        if got is not None:
+                            pos = after
+                            held = self._held + SLOT_COST
+                            self._held = held
+                            if held > max_bytes:
+                                raise self._too_much(offset)
+                            stack.append(got)
+                            continue
+                    elif code == 0x73:  # SETITEM
+                        if len(stack) >= 3:
+                            target = stack[-3]
+                            if isinstance(target, DictValue):
+                                pos += 1
+                                item = stack.pop()
+                                target.add_pair(stack.pop(), item)
+                                continue
+                    elif code == 0x75 or code == 0x65:  # SETITEMS, APPENDS
+                        if marks:
+                            below = marks[-1]
+                            if below:
+                                target = below[-1]
+                                if code == 0x75 and isinstance(target, DictValue):
+                                    target.add(zip(stack[0::2], stack[1::2], strict=False))
+                                elif code == 0x65 and isinstance(target, ListValue):
+                                    target.items.extend(stack)
+                                else:
+                                    target = None
+                                if target is not None:
+                                    pos += 1
+                                    marks.pop()
+                                    stack = self.stack = below
+                                    continue
+                    elif code == 0x28:  # MARK
+                        pos += 1
+                        held = self._held + MARK_COST
+                        self._held = held
+                        if held > max_bytes:
+                            raise self._too_much(offset)
+                        marks.append(stack)
+                        stack = self.stack = []
+                        depth = len(marks)
+                        if depth > self.deepest_marks:
+                            self.deepest_marks = depth
+                            if depth > MAX_MARK_DEPTH and self.too_deep_at is None:
+                                self.too_deep_at = offset
+                        continue
+                    elif 0x85 <= code <= 0x87 or code == 0x29:  # TUPLE1-3, EMPTY_TUPLE
+                        size = code - 0x84 if code != 0x29 else 0
+                        if len(stack) >= size:
+                            pos += 1
+                            if size:
+                                items = stack[-size:]
+                                del stack[-size:]
+                            else:
+                                items = []
+                            value = TupleValue(items)
+                        else:
+                            value = None
+                        if value is not None:
+                            held = self._held + SLOT_COST
+                            self._held = held
+                            if held > max_bytes:
+                                raise self._too_much(offset)
+                            stack.append(value)
+                            continue
+                    else:
+                        # Pushes of a fresh value: decided here, pushed below.
+                        if code == 0x4B:  # BININT1
+                            value = Const(buf[pos + 1], offset)
+                            pos += 2
+                        elif code == 0x4D:  # BININT2
+                            value = Const(buf[pos + 1] | buf[pos + 2] << 8, offset)
+                            pos += 3
+                        elif code == 0x4A:  # BININT
+                            value = Const(_I4.unpack_from(buf, pos + 1)[0], offset)
+                            pos += 5
+                        elif code == 0x47:  # BINFLOAT
+                            value = Const(_F8.unpack_from(buf, pos + 1)[0], offset)
+                            pos += 9
+                        elif code == 0x7D:  # EMPTY_DICT
+                            value = DictValue()
+                            pos += 1
+                        elif code == 0x5D:  # EMPTY_LIST
+                            value = ListValue()
+                            pos += 1
+                        elif code == 0x4E:  # NONE
+                            value = Const(None)
+                            pos += 1
+                        elif code == 0x88 or code == 0x89:  # NEWTRUE, NEWFALSE
+                            value = Const(code == 0x88)
+                            pos += 1
+                        else:
+                            handler = plain.get(code)
+                            if handler is not None:
+                                pos += 1
+                                handler(self, offset, OPCODES[code], None)
+                                stack = self.stack
+                                if until is not None and until():
+                                    return False
+                                continue
+                            value = None
+                        if value is not None:
+                            held = self._held + SLOT_COST
+                            self._held = held
+                            if held > max_bytes:
+                                raise self._too_much(offset)
+                            stack.append(value)
+                            continue
+                # The slow way: anything else, and whatever might not lie whole in `buf`.
+                offset = base + pos
+                source._pos = pos
+                pos = -1  # the source's position counts until it is read back
+                try:
+                    code = source.read_byte()
+                    if code < 0:
+                        raise PickleDamage(
+                            offset, "stream ends before STOP (truncated)", truncated=True
+                        )
+                    opcode = OPCODES.get(code)
+                    if opcode is None:
+                        raise PickleDamage(offset, f"byte 0x{code:02x} is not a pickle opcode")
+                    arg = (
+                        None if opcode.arg is Arg.NONE else read_arg(source, opcode, offset, large)
+                    )
+                    if found is not None and isinstance(arg, bytes | str) and len(arg) >= found_min:
+                        found(arg, opcode.name, offset)
+                except BaseException:
+                    count -= 1
+                    raise
+                self.feed(offset, opcode, arg)
+                if until is not None and until():
+                    return False
+                if code == 0x2E:  # STOP
+                    return True
+                stack = self.stack
+                buf = source._buf
+                pos = source._pos
+                base = source._base
+                limit = min(len(buf), end_bound - base)
+                end = limit - 9
+        finally:
+            if pos >= 0:
+                source._pos = pos
+            self.opcodes = count
 
     def _mark(self, offset: int, opcode: Opcode, arg: ArgValue) -> None:
         self.charge(MARK_COST, offset)
@@ -856,4 +1129,19 @@ _HANDLERS: dict[str, _Handler] = {
     "BINPUT": _M._put,
     "LONG_BINPUT": _M._put,
     "MEMOIZE": _M._put,
+}
+#: `_HANDLERS` by opcode byte.
+_BY_CODE: list[_Handler | None] = [None] * 256
+for _code, _opcode in OPCODES.items():
+    _BY_CODE[_code] = _HANDLERS.get(_opcode.name)
+#: What `_top` says of each opcode on an empty stack, and each opcode's name, by byte.
+_EMPTY = {
+    code: f"{op.name} on an empty stack (a loader rejects this)" for code, op in OPCODES.items()
+}
+_NAMES = {code: op.name for code, op in OPCODES.items()}
+#: Handlers `run` calls as they are: opcodes without an argument, STOP aside.
+_PLAIN: dict[int, _Handler] = {
+    code: handler
+    for code, handler in enumerate(_BY_CODE)
+    if handler is not None and OPCODES[code].arg is Arg.NONE and OPCODES[code].name != "STOP"
 }

@@ -107,11 +107,15 @@ class ByteSource:
     def offset(self) -> int:
         return self._base + self._pos
 
+    @property
+    def end_bound(self) -> int:
+        """The offset no length field may reach past: the stream's end when seekable, else
+        the decompression cap."""
+        return self._end if self._end is not None else self._max_size
+
     def bytes_left_bound(self) -> int:
         """Bytes left at most: exact when seekable, else bounded by the decompression cap."""
-        if self._end is not None:
-            return max(self._end - self.offset, 0)
-        return max(self._max_size - self.offset, 0)
+        return max(self.end_bound - self._base - self._pos, 0)
 
     def _fill(self, want: int) -> bool:
         """Have at least `want` unread bytes buffered; False at end of stream."""
@@ -140,12 +144,15 @@ class ByteSource:
         return byte
 
     def read_exact(self, n: int, what: str) -> bytes:
-        start = self.offset
-        if not self._fill(n):
-            raise PickleDamage(start, f"stream ends inside {what} (truncated)", truncated=True)
-        data = self._buf[self._pos : self._pos + n]
-        self._pos += n
-        return data
+        pos = self._pos
+        if pos + n > len(self._buf):
+            if not self._fill(n):
+                raise PickleDamage(
+                    self.offset, f"stream ends inside {what} (truncated)", truncated=True
+                )
+            pos = self._pos
+        self._pos = pos + n
+        return self._buf[pos : pos + n]
 
     def skip(self, n: int, what: str) -> None:
         """Skip `n` bytes in chunks, never holding them."""
@@ -253,38 +260,98 @@ def iter_opcodes(
     `large`, when given, sees each counted byte/text argument too long to keep before it
     is skipped (`LargePayload`): embedded pickles are found that way.
     """
+    max_opcodes = limits.max_pickle_opcodes
     count = 0
+    check_at = min(TICK_EVERY, max_opcodes + 1)
+    fixed = FIXED_ARGS
     while True:
         count += 1
-        if count % TICK_EVERY == 0:
-            tick()
-        if count > limits.max_pickle_opcodes:
-            raise PickleDamage(
-                source.offset,
-                f"more than {limits.max_pickle_opcodes} opcodes in one stream; rest not scanned",
-                "MW-PICKLE-LIMIT",
-            )
-        offset = source.offset
-        code = source.read_byte()
-        if code < 0:
-            raise PickleDamage(offset, "stream ends before STOP (truncated)", truncated=True)
-        opcode = OPCODES.get(code)
-        if opcode is None:
-            raise PickleDamage(offset, f"byte 0x{code:02x} is not a pickle opcode")
+        if count >= check_at:
+            check_at = opcode_checkpoint(source, count, max_opcodes, tick)
+        # The opcode and a fixed-size argument straight from the buffer when they are
+        # there (what `read_byte` and `read_exact` would return); anything else the slow way.
+        buf = source._buf
+        pos = source._pos
+        offset = source._base + pos
+        if pos + 9 <= len(buf):
+            code = buf[pos]
+            opcode = OPCODES.get(code)
+            if opcode is None:
+                raise PickleDamage(offset, f"byte 0x{code:02x} is not a pickle opcode")
+            how = fixed.get(code)
+            if how is not None:
+                source._pos = pos + 1 + how.size
+                arg: ArgValue = how.unpack_from(buf, pos + 1)[0] if how.size else None
+                yield offset, opcode, arg
+                if code == STOP:
+                    return
+                continue
+            source._pos = pos + 1
+        else:
+            code = source.read_byte()
+            if code < 0:
+                raise PickleDamage(offset, "stream ends before STOP (truncated)", truncated=True)
+            opcode = OPCODES.get(code)
+            if opcode is None:
+                raise PickleDamage(offset, f"byte 0x{code:02x} is not a pickle opcode")
         yield (
             offset,
             opcode,
-            None if opcode.arg is Arg.NONE else _read_arg(source, opcode, offset, large),
+            None if opcode.arg is Arg.NONE else read_arg(source, opcode, offset, large),
         )
-        if opcode.name == "STOP":
+        if code == STOP:
             return
 
 
-def _read_arg(
+def opcode_checkpoint(
+    source: ByteSource, count: int, max_opcodes: int, tick: Callable[[], None]
+) -> int:
+    """Before the `count`th opcode: the deadline every `TICK_EVERY` opcodes, and the opcode
+    limit; returns the count at which to call this again."""
+    if count % TICK_EVERY == 0:
+        tick()
+    if count > max_opcodes:
+        raise PickleDamage(
+            source.offset,
+            f"more than {max_opcodes} opcodes in one stream; rest not scanned",
+            "MW-PICKLE-LIMIT",
+        )
+    return min(count - count % TICK_EVERY + TICK_EVERY, max_opcodes + 1)
+
+
+class _Fixed:
+    """An argument of a fixed size that needs no check: read with `unpack_from`."""
+
+    __slots__ = ("size", "unpack_from")
+
+    def __init__(self, layout: str) -> None:
+        unpacker = struct.Struct(layout)
+        self.size = unpacker.size
+        self.unpack_from = unpacker.unpack_from
+
+
+#: Opcodes whose argument `iter_opcodes` reads without `read_arg` (FRAME, whose length is
+#: checked, is not one): by argument layout.
+_FIXED_LAYOUTS = {
+    Arg.NONE: "<0s",
+    Arg.U1: "<B",
+    Arg.U2: "<H",
+    Arg.I4: "<i",
+    Arg.U4: "<I",
+    Arg.F8: ">d",
+}
+FIXED_ARGS: dict[int, _Fixed] = {
+    code: _Fixed(_FIXED_LAYOUTS[op.arg]) for code, op in OPCODES.items() if op.arg in _FIXED_LAYOUTS
+}
+STOP = b"."[0]
+_WHAT = {code: f"the argument of {op.name}" for code, op in OPCODES.items()}
+
+
+def read_arg(
     source: ByteSource, opcode: Opcode, offset: int, large: PayloadHook | None = None
 ) -> ArgValue:
     arg = opcode.arg
-    what = f"the argument of {opcode.name}"
+    what = _WHAT[opcode.code]
     if arg is Arg.U1:
         return source.read_exact(1, what)[0]
     if arg is Arg.U2:
