@@ -633,24 +633,7 @@ def section_corpus(b: Bench, corpus: Path, seed: Path, want: set[str]) -> None:
             repeat,
         )
         b.versus("mixed corpus: `scan --no-store DIR` vs `picklescan -p DIR`", mine, peer, 1.0)
-    # Fresh store (created, empty of these files) and fresh digest cache per run, then the
-    # unchanged folder again through that store.
-    fresh, rescan, peer = Timing(), Timing(), Timing()
-    for round_no in range(repeat + 1):
-        env = b.fresh_created("corpus", seed)
-        for timing, argv, e in (
-            (fresh, [MW, "scan", str(corpus)], env),
-            (rescan, [MW, "scan", str(corpus)], env),
-            (peer, picklescan(corpus), b.env),
-        ):
-            seconds, code, tail = run(argv, e)
-            if not completed(code, tail):
-                timing.failure = f"exit {code}"
-                print(f"FAILED {' '.join(argv)}:\n{tail}", file=sys.stderr)
-            elif round_no:
-                timing.times.append(seconds)
-        if fresh.failure or rescan.failure:
-            break
+    fresh, rescan, peer = fresh_and_rescan(b, corpus, seed, "corpus", repeat, picklescan(corpus))
     if "corpus" in want:
         b.versus("mixed corpus: `scan DIR`, fresh store vs `picklescan -p DIR`", fresh, peer, 1.0)
     if "rescan" in want:
@@ -662,6 +645,29 @@ def section_corpus(b: Bench, corpus: Path, seed: Path, want: set[str]) -> None:
         )
 
 
+def fresh_and_rescan(
+    b: Bench, folder: Path, seed: Path, key: str, repeat: int, peer_argv: list[str] | None = None
+) -> tuple[Timing, Timing, Timing]:
+    """A scan of `folder` through a fresh store (created, empty of these files; fresh digest
+    cache), then the unchanged folder again through that store; and the peer in between."""
+    fresh, rescan, peer = Timing(), Timing(), Timing()
+    for round_no in range(repeat + 1):
+        env = b.fresh_created(key, seed)
+        steps = [(fresh, [MW, "scan", str(folder)], env), (rescan, [MW, "scan", str(folder)], env)]
+        if peer_argv is not None:
+            steps.append((peer, peer_argv, b.env))
+        for timing, argv, e in steps:
+            seconds, code, tail = run(argv, e)
+            if not completed(code, tail):
+                timing.failure = f"exit {code}"
+                print(f"FAILED {' '.join(argv)}:\n{tail}", file=sys.stderr)
+            elif round_no:
+                timing.times.append(seconds)
+        if fresh.failure or rescan.failure:
+            break
+    return fresh, rescan, peer
+
+
 def section_jobs(b: Bench, many: Path, large: Path, seed: Path) -> None:
     cores = os.cpu_count() or 1
     b.load("jobs")
@@ -671,6 +677,10 @@ def section_jobs(b: Bench, many: Path, large: Path, seed: Path) -> None:
     target = round(0.8 * cores, 2)
     for label, folder in (("many small files", many), ("4 large files", large)):
         jobs_pair(b, label, folder, seed, cores, target)
+    # Re-scans of folders whose scan is more than start-up (the mixed corpus is mostly that).
+    for label, folder in (("many small files", many), ("4 large files", large)):
+        fresh, rescan, _ = fresh_and_rescan(b, folder, seed, "rescan", b.heavy_repeat)
+        b.versus(f"re-scan of the {label} through the store vs its fresh scan", rescan, fresh, 10.0)
 
 
 def jobs_pair(b: Bench, label: str, folder: Path, seed: Path, cores: int, target: float) -> None:
