@@ -24,6 +24,7 @@ underflow, a missing memo key) is `PickleDamage`.
 from __future__ import annotations
 
 import _compat_pickle
+import gc
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -358,11 +359,35 @@ class PickleMachine:
         and ends the run (False returned) when it says so. `self.opcodes` counts the opcodes
         run, damage or not. True at STOP; damage is raised.
 
+        Python's cyclic garbage collector is paused meanwhile (as Mercurial does while
+        parsing): every value the machine makes lives until the run ends, so collections
+        would find nothing and cost a third of the time. Memory stays bounded by
+        `max_pickle_bytes`, which is charged for every value made and never refunded.
+
         The opcodes of ordinary object pickles (values, memo, containers) are read from the
         source's buffer and run here inline; any other opcode, or any that might not lie
         whole in the buffer, is read by `read_arg` and run by `feed`, so every check and
         every message is theirs.
         """
+        collecting = gc.isenabled()
+        if collecting:
+            gc.disable()
+        try:
+            return self._run(source, limits, tick, large, found, found_min, until)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _run(
+        self,
+        source: ByteSource,
+        limits: Limits,
+        tick: Callable[[], None],
+        large: PayloadHook | None,
+        found: Callable[[bytes | str, str, int], None] | None,
+        found_min: int,
+        until: Callable[[], bool] | None,
+    ) -> bool:
         count = 0
         max_opcodes = limits.max_pickle_opcodes
         check_at = min(TICK_EVERY, max_opcodes + 1)
@@ -392,13 +417,16 @@ class PickleMachine:
                     code = buf[pos]
                     offset = base + pos
                     value: Value | None
-                    if code == 0x94 or code == 0x71:  # MEMOIZE, BINPUT
+                    if code == 0x94 or code == 0x71 or code == 0x72:  # MEMOIZE, (LONG_)BINPUT
                         if code == 0x94:
                             key = len(memo)
                             pos += 1
-                        else:
+                        elif code == 0x71:
                             key = buf[pos + 1]
                             pos += 2
+                        else:
+                            key = _U4.unpack_from(buf, pos + 1)[0]
+                            pos += 5
                         held = self._held + SLOT_COST
                         self._held = held
                         if held > max_bytes:
