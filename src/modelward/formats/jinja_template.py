@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
 
-from modelward.findings import Location, Severity
 from modelward._datafile import load_table, name_set
+from modelward.findings import Location, Severity
 from modelward.formats._jinja_eval import (
     MAX_CHOICES,
     Evaluator,

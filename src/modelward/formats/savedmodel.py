@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 
+from modelward._datafile import load_table
 from modelward.findings import Location, Severity
 from modelward.formats import _protowire as pw
-from modelward._datafile import load_table
 from modelward.formats.base import Blob, ScanContext
 from modelward.formats.keras import analyse_keras_json
 

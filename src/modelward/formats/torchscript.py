@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from functools import cache
 
+from modelward._datafile import load_table, name_set
 from modelward.findings import Finding, Location, ScanResult, Severity
 from modelward.formats import pycode
-from modelward._datafile import load_table, name_set
 from modelward.formats.base import Blob, ScanContext
 from modelward.formats.pickle import scan_pickle_stream
 from modelward.formats.zip import (

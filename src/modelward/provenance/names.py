@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 
-from modelward.findings import ATLAS_MODEL_SUPPLY_CHAIN, Finding, Location, Severity
 from modelward._datafile import load_table
+from modelward.findings import ATLAS_MODEL_SUPPLY_CHAIN, Finding, Location, Severity
 
 #: ATLAS "ML Supply Chain Compromise: AI Software" (packages rather than models).
 ATLAS_SOFTWARE_SUPPLY_CHAIN = "AML.T0010.001"
