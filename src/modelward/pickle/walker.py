@@ -277,6 +277,7 @@ def iter_opcodes(
             code = buf[pos]
             opcode = OPCODES.get(code)
             if opcode is None:
+                source._pos = pos + 1
                 raise PickleDamage(offset, f"byte 0x{code:02x} is not a pickle opcode")
             how = fixed.get(code)
             if how is not None:
