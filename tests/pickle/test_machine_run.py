@@ -96,7 +96,7 @@ def _damage(exc: PickleDamage | None) -> object:
 def _both(data: bytes, limits: Limits, step: int | None) -> tuple[object, object]:
     def source() -> ByteSource:
         stream = io.BytesIO(data) if step is None else Trickle(data, step)
-        return ByteSource(stream, lambda: None, limits)  # type: ignore[arg-type]
+        return ByteSource(stream, lambda: None, limits)
 
     fed = PickleMachine(default_policy(), limits.max_pickle_bytes)
     walked = source()
