@@ -455,7 +455,9 @@ class PickleMachine:
                                     except BaseException:
                                         count -= 1
                                         raise
-                                held = self._held + len(text) + SLOT_COST
+                                held = self._held + len(text)  # charged as `feed` does
+                                if held <= max_bytes:
+                                    held += SLOT_COST
                                 self._held = held
                                 if held > max_bytes:
                                     raise self._too_much(offset)
