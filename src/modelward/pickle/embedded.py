@@ -19,7 +19,7 @@ import binascii
 import io
 import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -27,10 +27,9 @@ from modelward.findings import Location, Severity
 from modelward.pickle import knowledge
 from modelward.pickle.knowledge import Outcome, Use
 from modelward.pickle.machine import ImportedGlobal, PickleMachine
-from modelward.pickle.opcodes import Opcode
 from modelward.pickle.policy import GlobalPolicy, Verdict, default_policy
 from modelward.pickle.sniff import looks_like_pickle, walk_head
-from modelward.pickle.walker import ArgValue, ByteSource, LargePayload, PickleDamage, iter_opcodes
+from modelward.pickle.walker import ByteSource, LargePayload, PickleDamage
 
 if TYPE_CHECKING:  # formats import this module through the pickle scanner
     from modelward.formats.base import ScanContext
@@ -100,7 +99,7 @@ class _Pending:
 class EmbeddedPickles:
     """Finds and scans the pickles embedded in one stream's arguments, `depth` levels down.
 
-    `walk` yields the outer stream's opcodes with embedded pickles scanned in passing;
+    `run` runs the outer stream's opcodes with embedded pickles scanned in passing;
     `finish` reports them once the outer stream's machine says which arguments it hands
     to a deserialiser at load time (`PickleMachine.loaded`).
     """
@@ -124,20 +123,11 @@ class EmbeddedPickles:
         #: Offsets of the arguments read as pickles.
         self.scanned: set[int] = set()
 
-    def walk(self, source: ByteSource) -> Iterator[tuple[int, Opcode, ArgValue]]:
-        """`iter_opcodes` for a scan: the same opcodes, with embedded pickles found on the way."""
-        ctx = self._ctx
-        for item in iter_opcodes(source, ctx.config.limits, ctx.check_deadline, self.large):
-            offset, opcode, arg = item
-            if isinstance(arg, bytes | str) and len(arg) >= MIN_LENGTH:
-                self.check(arg, opcode.name, offset)
-            yield item
-
     def run(
         self, machine: PickleMachine, source: ByteSource, until: Callable[[], bool] | None = None
     ) -> bool:
-        """`machine.run` for a scan, with embedded pickles found on the way (what feeding it
-        every opcode of `walk` does)."""
+        """`machine.run` for a scan: kept arguments are checked (`check`) before their opcode
+        runs, long ones (`large`) before they are skipped."""
         ctx = self._ctx
         return machine.run(
             source,
