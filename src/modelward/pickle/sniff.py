@@ -25,7 +25,7 @@ import io
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import BinaryIO
 
 from modelward.config import Limits
@@ -110,7 +110,10 @@ def parses_cleanly(head: bytes, min_opcodes: int) -> bool:
     return walk.ending == "truncated" and walk.opcodes >= min_opcodes
 
 
+@lru_cache(maxsize=16)
 def walk_head(head: bytes) -> Walk:
+    """`walk_stream` over `head` alone. Kept for the last few heads: the registry's
+    pre-checks, joblib's and pickle's `detect` all sniff the same head of a file."""
     return walk_stream(io.BytesIO(head), len(head) + 1)
 
 
