@@ -53,7 +53,12 @@ class DigestCache:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         os.close(fd)
-        self._db = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False)
+        # Autocommit: each digest is its own short transaction. A transaction held open until
+        # close would hold the write lock, and every other process (`-j` workers, Ray tasks,
+        # a concurrent verify) would wait on it for the busy timeout, then lose its entry.
+        self._db = sqlite3.connect(
+            self.path, timeout=5.0, check_same_thread=False, isolation_level=None
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
