@@ -21,6 +21,7 @@ import json
 import os
 import sys
 from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -110,15 +111,21 @@ class ScanConfig:
         """A stable hex digest of everything here that can change a scan's findings.
 
         The results store keys cached results by it: another allow-list or other limits
-        re-scan instead of reusing a result made under different settings.
+        re-scan instead of reusing a result made under different settings. Computed once
+        per config (it is asked for every file a run stores).
         """
-        doc: dict[str, object] = {
-            "allow_globals": sorted(self.allow_globals),
-            "limits": asdict(self.limits),
-        }
-        if self.strict:  # only when set, so existing digests (and stored results) stay valid
-            doc["strict"] = True
-        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+        return _config_digest(self)
+
+
+@lru_cache(maxsize=16)
+def _config_digest(config: ScanConfig) -> str:
+    doc: dict[str, object] = {
+        "allow_globals": sorted(config.allow_globals),
+        "limits": asdict(config.limits),
+    }
+    if config.strict:  # only when set, so existing digests (and stored results) stay valid
+        doc["strict"] = True
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
 #: Tables a config file may hold: `[scan]` here, `[policy]` in `modelward.provenance.policy`.

@@ -245,8 +245,10 @@ def _claim_data_files(results: list[ScanResult]) -> None:
     """
     owners = {os.path.realpath(d): r.path for r in results for d in r.data_files}
     for result in results:
+        if result.format != "unknown":
+            continue
         owner = owners.get(os.path.realpath(result.path))
-        if owner is None or result.format != "unknown":
+        if owner is None:
             continue
         result.format = "external-data"
         result.findings = [f for f in result.findings if f.rule_id != "MW-FORMAT-UNKNOWN"]

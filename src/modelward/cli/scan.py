@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import re
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import fields
@@ -175,7 +176,7 @@ def _positive_int(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from modelward.cli.main import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS
     from modelward.report import RENDERERS
-    from modelward.runner import scan_paths
+    from modelward.runner import finish_report, scan_files
     from modelward.scanner import iter_files
 
     paths = list(args.paths)
@@ -188,20 +189,22 @@ def run(args: argparse.Namespace) -> int:
     store = None
     try:
         config = _scan_config(args.config, args.strict)
+        start = time.monotonic()
         files = list(iter_files(paths))
         store = open_cli_store(args)
         with _progress(len(files)) as on_result:
             if args.ray is not None:
                 report = _scan_on_ray(args, files, config, store, on_result)
             else:
-                report = scan_paths(
+                results = scan_files(
                     files,
-                    config=config,
+                    config,
                     jobs=args.jobs,
-                    on_result=on_result,
                     store=store,
                     rescan=args.rescan,
+                    on_result=on_result,
                 )
+                report = finish_report(files, results, config, start, on_result)
     except (ConfigError, FileNotFoundError, StoreError, ConnectionError) as exc:
         _complain(str(exc))
         return EXIT_ERROR

@@ -160,7 +160,6 @@ class ResultStore:
         file, on plain DB-API.
         """
         now = datetime.now(UTC)
-        doc = result.to_dict()
         top = None if result.max_severity is None else int(result.max_severity)
         key = _key(sha256, config_digest)
         scan_id = _scan_id()
@@ -173,7 +172,7 @@ class ResultStore:
                     values = {
                         "format": result.format,
                         "max_severity": top,
-                        "result": db.to_json(doc),
+                        "result": db.to_json(result.to_dict()),
                         "created_at": db.time(now),
                     }
                     # Another process may insert the same key meanwhile: then theirs stands.
@@ -192,7 +191,8 @@ class ResultStore:
                     "format": result.format,
                     "max_severity": top,
                     "result_id": result_id,
-                    "result": db.to_json(None if result_id is not None else doc),
+                    # A result the event points to is not stored twice (nor serialised).
+                    "result": db.to_json(None if result_id is not None else result.to_dict()),
                     "diff": db.to_json(diff),
                 },
             )
