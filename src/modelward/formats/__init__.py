@@ -99,18 +99,35 @@ def _python_source(blob: Blob, _head: bytes) -> bool:
 
 _ZIP = _magic.could_be_zip
 
+
+def _zip_naming(needle: str) -> CouldBe:
+    """A zip with a member whose name holds `needle` (any case): TorchScript, Keras and
+    `torch.export` zips are told from a plain checkpoint by a member, and their scanners'
+    modules (code analysis, Keras configs) are not worth importing for every zip."""
+
+    def could_be(blob: Blob, head: bytes) -> bool:
+        if not _magic.could_be_zip(blob, head):
+            return False
+        from modelward.formats.zip import zip_member_names
+
+        names = zip_member_names(blob, head)
+        return names is not None and any(needle in name.lower() for name in names)
+
+    return could_be
+
+
 SCANNERS: list[FormatScanner] = [
     LazyScanner("safetensors", "safetensors:SAFETENSORS", lambda _b, head: head[8:9] == b"{"),
     LazyScanner("gguf", "gguf:GGUF", _prefix(b"GGUF")),
     # A tar header (valid checksum) before formats that sniff past offset 0 (HDF5 at 512,
     # a zip's end), which would otherwise claim a tar whose first or last member is one.
     # torch's legacy tar checkpoint first: it is a tar, scanned as one and then as torch reads it.
-    LazyScanner("pytorch-tar", "pytorch:PYTORCH_TAR", _tar),
+    LazyScanner("pytorch-tar", "pytorch_tar:PYTORCH_TAR", _tar),
     LazyScanner("tar", "archive:TAR", _tar),
     LazyScanner("hdf5", "hdf5:HDF5", _hdf5),
     # Zip-based formats before PyTorch's zip and the generic zip they are built on.
-    LazyScanner("torchscript", "torchscript:TORCHSCRIPT", _ZIP),
-    LazyScanner("keras", "keras:KERAS", _ZIP),
+    LazyScanner("torchscript", "torchscript:TORCHSCRIPT", _zip_naming("constants.pkl")),
+    LazyScanner("keras", "keras:KERAS", _zip_naming("config.json")),
     LazyScanner("tf-savedmodel", "savedmodel:SAVED_MODEL", _saved_model),
     LazyScanner("keras-metadata", "savedmodel:KERAS_METADATA", _prefix(b"\x0a")),
     LazyScanner("tf-fingerprint", "savedmodel:FINGERPRINT", _fingerprint),
@@ -118,7 +135,7 @@ SCANNERS: list[FormatScanner] = [
     LazyScanner("pytorch-zip", "pytorch:PYTORCH_ZIP", _ZIP),
     # torch.export archives: after the PyTorch zip, so one that also holds a data.pkl (which
     # torch.load would run) is scanned as the checkpoint torch.load sees.
-    LazyScanner("pt2", "pt2:PT2", _ZIP),
+    LazyScanner("pt2", "pt2:PT2", _zip_naming("archive_format")),
     LazyScanner("npz", "npz:NPZ", _ZIP),
     LazyScanner("zip", "zip:ZIP", _ZIP),
     # Pickle-based formats before raw pickle, joblib's compressed files before gzip & co.
