@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from fixtures.pickles import call_system_p4
 from modelward.config import ScanConfig
-from modelward.findings import Severity
+from modelward.findings import ScanResult, Severity
 from modelward.runner import batches, scan_files, scan_paths
 from modelward.store import StoredScan, StoreError, open_store
+from modelward.store.records import ScanEvent
 from modelward.store.sql import ResultStore
 
 
@@ -25,10 +27,8 @@ def folder(tmp_path: Path) -> Path:
     return models
 
 
-def _summary(report_results: list) -> list[tuple[str, str, list[str]]]:  # type: ignore[type-arg]
-    return [
-        (Path(r.path).name, r.format, sorted(f.rule_id for f in r.findings)) for r in report_results
-    ]
+def _summary(results: Sequence[ScanResult]) -> list[tuple[str, str, list[str]]]:
+    return [(Path(r.path).name, r.format, sorted(f.rule_id for f in r.findings)) for r in results]
 
 
 def test_a_pool_run_gives_the_results_of_a_serial_run_in_order(folder: Path) -> None:
@@ -54,7 +54,7 @@ def test_a_pool_run_records_every_file_in_the_store(folder: Path, tmp_path: Path
 class _FailingStore(ResultStore):
     """A store whose writes fail, as a full disk or a dropped database connection would."""
 
-    def record_scan(self, *args: object, **kwargs: object) -> StoredScan:  # type: ignore[override]
+    def record_scans(self, events: Sequence[ScanEvent]) -> list[StoredScan]:
         raise StoreError("cannot write store test: disk I/O error")
 
 
@@ -91,3 +91,20 @@ def test_batches_keep_order_and_put_big_files_alone() -> None:
     assert [i for run in runs for i in run] == list(range(200))
     assert [5] in runs
     assert len(runs) >= 8  # enough for both workers to share the work
+
+
+def test_a_run_records_its_events_in_batches(folder: Path, tmp_path: Path) -> None:
+    """Many files, few transactions; every event is still recorded, in order."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with open_store(url) as store:
+        calls: list[int] = []
+        record = store.record_scans
+
+        def counting(events: Sequence[ScanEvent]) -> list[StoredScan]:
+            calls.append(len(events))
+            return record(events)
+
+        store.record_scans = counting  # type: ignore[method-assign]
+        report = scan_paths([folder], ScanConfig(), store=store)
+        assert calls == [6]
+        assert all(store.scans_for_path(r.path) for r in report.results if r.format == "pickle")

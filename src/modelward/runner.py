@@ -33,6 +33,7 @@ from modelward.scanner import finish_results, iter_files, scan_file
 if TYPE_CHECKING:
     from modelward.integrity.cache import DigestCache
     from modelward.store import ResultStore, StoredScan
+    from modelward.store.records import ScanEvent
 
 #: A batch holds at most this many files: per-task costs (a pool round trip, a Ray task)
 #: are about a small file's scan, so small files travel together.
@@ -41,6 +42,10 @@ MAX_BATCH_FILES = 32
 MAX_BATCH_BYTES = 64 * 1024**2
 #: Aim for this many batches per worker, so a slow file does not leave the others idle.
 BATCHES_PER_WORKER = 4
+#: Scan events a run records in one transaction (a transaction costs more than a small
+#: file's lookup), and the longest they wait to be written.
+RECORD_BATCH = 64
+RECORD_SECONDS = 1.0
 #: Files smaller than this are hashed for the store without the digest cache: reading them
 #: costs less than a cache lookup, and a cache entry costs a database write.
 DIGEST_CACHE_MIN_BYTES = 1024 * 1024
@@ -67,6 +72,26 @@ def scan_and_record(
     cache, so an unchanged big file is not read again just to be looked up. Raises
     `StoreError` when the store fails.
     """
+    event = scan_event(
+        path, config, store, source, display, diff, rescan=rescan, sha256=sha256, digests=digests
+    )
+    return store.record_scans([event])[0]
+
+
+def scan_event(
+    path: Path,
+    config: ScanConfig,
+    store: ResultStore,
+    source: str = "cli",
+    display: str | None = None,
+    diff: dict[str, Any] | None = None,
+    *,
+    rescan: bool = False,
+    sha256: str | None = None,
+    digests: DigestCache | None = None,
+) -> ScanEvent:
+    """The event `scan_and_record` records: the stored result for `path`'s bytes, or a scan."""
+    from modelward.store.records import ScanEvent
     from modelward.store.ruleset import sha256_file
 
     shown = display if display is not None else str(path)
@@ -80,20 +105,11 @@ def scan_and_record(
     if sha256 and not rescan:
         cached = store.cached_result(sha256, digest)
         if cached is not None:
-            return store.record_scan(
-                sha256,
-                cached.moved_to(shown),
-                source=source,
-                config_digest=digest,
-                cached=True,
-                diff=diff,
-            )
+            return ScanEvent(sha256, cached.moved_to(shown), source, digest, True, diff)
     result = scan_file(path, config, shown)
     # Bytes that changed between hashing and scanning must not be cached under that hash.
     unchanged = before is not None and before == _identity(path)
-    return store.record_scan(
-        sha256, result, source=source, config_digest=digest, diff=diff, reusable=unchanged
-    )
+    return ScanEvent(sha256, result, source, digest, False, diff, reusable=unchanged)
 
 
 def _identity(path: Path) -> tuple[int, int, int, int] | None:
@@ -123,7 +139,10 @@ def file_scanner(
     """A function scanning one file (through `store` when given) for a run of files.
 
     The digest cache is opened once for the run, when the first file big enough to need it
-    comes. A store failure is the file's error, never the run's end (the module's error rule).
+    comes. Events are recorded in batches (`RECORD_BATCH`, at the latest every
+    `RECORD_SECONDS`, and when the run ends), each batch one transaction. A store failure is
+    the file's error, never the run's end (the module's error rule): every file of a batch
+    that cannot be written gets it.
     """
     if store is None:
         yield lambda path, shown: scan_file(path, config, shown)
@@ -142,22 +161,34 @@ def file_scanner(
                 opened.append(stack.enter_context(digest_cache()))
             return opened[0]
 
+        pending: list[ScanEvent] = []
+
+        def flush() -> None:
+            """Record the pending events in one transaction; a failure is each file's error."""
+            try:
+                store.record_scans(pending)
+            except StoreError as exc:
+                for event in pending:
+                    event.result.errors.append(f"not recorded in the results store: {exc}")
+            pending.clear()
+
         def scan_one(path: Path, shown: str | None) -> ScanResult:
             try:
-                return scan_and_record(
-                    path,
-                    config,
-                    store,
-                    source=source,
-                    display=shown,
-                    rescan=rescan,
-                    digests=digests_for(path),
-                ).result
+                event = scan_event(
+                    path, config, store, source, shown, rescan=rescan, digests=digests_for(path)
+                )
             except StoreError as exc:
                 result = scan_file(path, config, shown)
                 result.errors.append(f"not recorded in the results store: {exc}")
                 return result
+            pending.append(event)
+            if len(pending) >= RECORD_BATCH or time.monotonic() - started[0] >= RECORD_SECONDS:
+                flush()
+                started[0] = time.monotonic()
+            return event.result
 
+        started = [time.monotonic()]
+        stack.callback(lambda: flush() if pending else None)
         yield scan_one
 
 

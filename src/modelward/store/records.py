@@ -19,6 +19,23 @@ VERDICT_KINDS = ("signature", "lock", "gate")
 
 
 @dataclass(frozen=True)
+class ScanEvent:
+    """A scan event not yet recorded: what `ResultStore.record_scans` writes for one file.
+
+    `reusable=False` keeps the result out of the cache even when it looks clean (the file
+    changed while it was scanned); `cached` says the result came from the store.
+    """
+
+    sha256: str
+    result: ScanResult
+    source: str = "cli"
+    config_digest: str = ""
+    cached: bool = False
+    diff: dict[str, Any] | None = None
+    reusable: bool = True
+
+
+@dataclass(frozen=True)
 class StoredScan:
     """One scan event: a file scanned (or its stored result reused) at a time, from a source."""
 

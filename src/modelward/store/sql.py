@@ -31,12 +31,13 @@ from modelward.store.dbapi import (
     INSERT_RESULT,
     INSERT_SCAN,
     INSERT_VERDICT,
+    Cursor,
     Database,
     connect_sqlite,
     sqlite_file,
 )
 from modelward.store.errors import StoreError
-from modelward.store.records import ModelSummary, StoredScan, Verdict
+from modelward.store.records import ModelSummary, ScanEvent, StoredScan, Verdict
 from modelward.store.ruleset import ruleset_version
 from modelward.store.urls import default_store_url, mask_url, normalise_url
 
@@ -156,56 +157,72 @@ class ResultStore:
         """Record one scan event (and, when it may be reused, its result) in one transaction.
 
         `reusable=False` keeps a result out of the cache even when it looks clean (the
-        caller saw the file change while it was scanned). This runs once per scanned
-        file, on plain DB-API.
+        caller saw the file change while it was scanned).
+        """
+        event = ScanEvent(sha256, result, source, config_digest, cached, diff, reusable)
+        return self.record_scans([event])[0]
+
+    def record_scans(self, events: Sequence[ScanEvent]) -> list[StoredScan]:
+        """Record scan events (and the reusable results among them) in one transaction.
+
+        A run of many files records them in batches: a transaction costs more than a small
+        file's lookup. All of them are written, or none. Plain DB-API.
         """
         now = datetime.now(UTC)
-        top = None if result.max_severity is None else int(result.max_severity)
-        key = _key(sha256, config_digest)
-        scan_id = _scan_id()
         db = self._database()
+        stored: list[StoredScan] = []
         with self._errors("cannot write"), db.transaction(write=True) as cursor:
-            result_id = None
-            if reusable and sha256 and is_reusable(result):
-                row = cursor.execute(FIND_RESULT, key).fetchone()
-                if row is None:
-                    values = {
-                        "format": result.format,
-                        "max_severity": top,
-                        "result": db.to_json(result.to_dict()),
-                        "created_at": db.time(now),
-                    }
-                    # Another process may insert the same key meanwhile: then theirs stands.
-                    cursor.execute(INSERT_RESULT, {**key, **values})
-                    row = cursor.execute(FIND_RESULT, key).fetchone()
-                result_id = row[0]
-            cursor.execute(
-                INSERT_SCAN,
-                {
-                    **key,
-                    "id": scan_id,
-                    "path": result.path,
-                    "source": source,
-                    "cached": cached,
-                    "scanned_at": db.time(now),
+            for event in events:
+                stored.append(self._record(cursor, db, event, now))
+        return stored
+
+    @staticmethod
+    def _record(cursor: Cursor, db: Database, event: ScanEvent, now: datetime) -> StoredScan:
+        result = event.result
+        top = None if result.max_severity is None else int(result.max_severity)
+        key = _key(event.sha256, event.config_digest)
+        scan_id = _scan_id()
+        result_id = None
+        if event.reusable and event.sha256 and is_reusable(result):
+            row = cursor.execute(FIND_RESULT, key).fetchone()
+            if row is None:
+                values = {
                     "format": result.format,
                     "max_severity": top,
-                    "result_id": result_id,
-                    # A result the event points to is not stored twice (nor serialised).
-                    "result": db.to_json(None if result_id is not None else result.to_dict()),
-                    "diff": db.to_json(diff),
-                },
-            )
+                    "result": db.to_json(result.to_dict()),
+                    "created_at": db.time(now),
+                }
+                # Another process may insert the same key meanwhile: then theirs stands.
+                cursor.execute(INSERT_RESULT, {**key, **values})
+                row = cursor.execute(FIND_RESULT, key).fetchone()
+            result_id = row[0]
+        cursor.execute(
+            INSERT_SCAN,
+            {
+                **key,
+                "id": scan_id,
+                "path": result.path,
+                "source": event.source,
+                "cached": event.cached,
+                "scanned_at": db.time(now),
+                "format": result.format,
+                "max_severity": top,
+                "result_id": result_id,
+                # A result the event points to is not stored twice (nor serialised).
+                "result": db.to_json(None if result_id is not None else result.to_dict()),
+                "diff": db.to_json(event.diff),
+            },
+        )
         return StoredScan(
             id=scan_id,
-            sha256=sha256,
+            sha256=event.sha256,
             path=result.path,
             ruleset=key["ruleset"],
             scanned_at=now,
-            cached=cached,
-            source=source,
+            cached=event.cached,
+            source=event.source,
             result=result,
-            diff=diff,
+            diff=event.diff,
         )
 
     def get_scan(self, scan_id: str) -> StoredScan | None:
