@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-import time
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -196,19 +197,31 @@ def test_reference_that_cannot_be_compared_still_records_the_scan(
     assert result["errors"] and str(settings.spool_dir) not in response.text
 
 
-def test_reads_are_answered_while_a_scan_runs(tmp_path: Path) -> None:
+def test_reads_are_answered_while_a_scan_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The scan runs in the pool, not on the event loop: /healthz answers in the meantime."""
-    slow = pickle.dumps(list(range(200_000)), protocol=2)  # about a second to walk
+    import modelward.runner
+
+    release = threading.Event()
+    scanning = threading.Event()
+    real = modelward.runner.scan_and_record
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        scanning.set()
+        release.wait(30)  # a scan that takes as long as the test needs
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(modelward.runner, "scan_and_record", held)
+    slow = pickle.dumps(list(range(1000)), protocol=2)
     settings = make_settings(tmp_path, max_upload_bytes=len(slow))
     with TestClient(create_app(settings)) as client, ThreadPoolExecutor(1) as background:
         pending = background.submit(upload, client, slow, "slow.pkl")
-        deadline = time.monotonic() + 30
-        while not any(p.stat().st_size == len(slow) for p in spool_files(settings)):
-            assert time.monotonic() < deadline and not pending.done(), "upload never spooled"
-            time.sleep(0.005)
+        assert scanning.wait(30), "the scan never started"
         assert client.get("/healthz").status_code == 200
         assert client.get("/models").json() == {"models": []}
-        assert not pending.done()  # the scan was still running
+        assert not pending.done()  # the scan is still running
+        release.set()
         assert pending.result().status_code == 201
 
 
