@@ -4,8 +4,9 @@ The scan core (`scanner`) turns one file's bytes into a result and knows nothing
 stores, processes or Ray. This module is the one place that runs it for the CLI, the
 public API, `-j` workers, Ray tasks and the service:
 
-- `scan_and_record`: the store's cache rule. Hash the file, reuse the stored result
-  for the same bytes under the same rules and config, else scan; record the event.
+- `scan_and_record` (`scan_event` and one transaction): the store's cache rule. Hash the
+  file, reuse the stored result for the same bytes under the same rules and config, else
+  scan; record the event. A run of files records its events in batches (`file_scanner`).
 - `scan_files`: the fan-out. In this process, in a local process pool (`jobs` > 1),
   each worker scanning a batch of files with its own store connection and digest
   cache, or as Ray tasks (`distributed/`, which calls `scan_batch` where it runs).
@@ -337,9 +338,11 @@ def finish_report(
 __all__ = [
     "batches",
     "file_scanner",
+    "file_size",
     "finish_report",
     "scan_and_record",
     "scan_batch",
+    "scan_event",
     "scan_files",
     "scan_paths",
     "store_for_url",
