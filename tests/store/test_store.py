@@ -241,3 +241,23 @@ def test_a_schema_from_a_newer_modelward_is_a_clear_error(tmp_path: Path) -> Non
     engine.dispose()
     with pytest.raises(StoreError, match="revision '9999', which this modelward does not know"):
         open_store(url)
+
+
+@pytest.mark.parametrize("size", [0, 1000, 3 * 1024 * 1024 + 7])
+def test_sha256_file_is_the_files_sha256_on_both_paths(tmp_path: Path, size: int) -> None:
+    """Small files are hashed in one read, big ones streamed: the same digest either way."""
+    import hashlib
+    import os
+
+    path = tmp_path / "weights.bin"
+    path.write_bytes(os.urandom(size))
+    assert sha256_file(path) == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_sha256_file_refuses_what_is_not_a_regular_file(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="not a regular file"):
+        sha256_file(fifo)
