@@ -9,7 +9,8 @@ Each file is read structurally by a per-format reader (never loaded); the compar
 reports tensors and nodes added, removed, reshaped or retyped, and graph outputs that
 now depend on operations they did not. With `weights=True` tensor values are compared
 too, so a fine-tune (values drift, structure identical) is told apart from a
-re-architecture.
+re-architecture, and the rank of each matrix's change tells a fine-tune from a merged
+LoRA or a surgical ROME/MEMIT-style edit (`edits`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from modelward.findings import (
     Severity,
 )
 from modelward.modeldiff.compare import Changes, compare
+from modelward.modeldiff.edits import ChangeRank, EditPattern, analyse_edits, edit_finding
 from modelward.modeldiff.readers import read_structure
 from modelward.modeldiff.structure import DiffError, GraphNode, ModelStructure, TensorInfo
 from modelward.modeldiff.weights import TensorDrift, tensor_drift
@@ -53,6 +55,10 @@ class DiffResult:
     drift: list[TensorDrift] | None = None
     #: Shared tensors whose values could not be compared (dtype/shape differ, not mappable).
     not_compared: list[str] = field(default_factory=list)
+    #: Numerical rank of every changed matrix, only when weights were compared.
+    ranks: dict[str, ChangeRank] | None = None
+    #: Fine-tune, LoRA-merged or surgical edit (None: no matrix changed above noise).
+    edit: EditPattern | None = None
     seconds: float = 0.0
 
     @property
@@ -96,13 +102,18 @@ def diff(
     result = DiffResult(ref, cand, changes, [*ref_problems, *cand_problems, *changes.findings])
     if weights:
         result.drift, result.not_compared = tensor_drift(ref, cand)
-        result.findings.extend(_drift_findings(result.drift, cand.path))
+        result.ranks, result.edit = analyse_edits(ref, cand, result.drift)
+        result.findings.extend(_drift_findings(result.drift, cand.path, result.ranks))
+        if result.edit is not None:
+            result.findings.append(edit_finding(result.edit, cand.path))
     result.findings.append(_summary(result))
     result.seconds = time.monotonic() - start
     return result
 
 
-def _drift_findings(drifts: list[TensorDrift], path: str) -> list[Finding]:
+def _drift_findings(
+    drifts: list[TensorDrift], path: str, ranks: dict[str, ChangeRank] | None = None
+) -> list[Finding]:
     findings = []
     for drift in drifts:
         if not drift.changed:
@@ -113,6 +124,9 @@ def _drift_findings(drifts: list[TensorDrift], path: str) -> list[Finding]:
         else:
             numbers = f"max abs diff {drift.max_abs:.6g}, relative L2 {drift.rel_l2:.6g}"
             severity = Severity.LOW if not drift.rel_l2 <= LARGE_DRIFT else Severity.INFO
+        rank = (ranks or {}).get(drift.name)
+        if rank is not None:
+            numbers += f", change rank {rank.label}"
         findings.append(
             Finding(
                 "MW-DIFF-WEIGHT-DRIFT",
@@ -144,6 +158,8 @@ def _summary(result: DiffResult) -> Finding:
     if result.drift is not None:
         moved = sum(d.changed for d in result.drift)
         parts.append(f"{moved} of {len(result.drift)} compared tensors drifted")
+        if result.edit is not None:
+            parts.append(f"change pattern: {result.edit.kind}")
         if result.not_compared:
             parts.append(f"{len(result.not_compared)} shared tensors not compared")
     detail = "; ".join(parts) or "no structural difference"
@@ -161,8 +177,10 @@ __all__ = [
     "ARCHITECTURE_CHANGED",
     "IDENTICAL",
     "WEIGHTS_ONLY",
+    "ChangeRank",
     "DiffError",
     "DiffResult",
+    "EditPattern",
     "GraphNode",
     "ModelStructure",
     "TensorDrift",
