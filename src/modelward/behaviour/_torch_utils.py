@@ -25,6 +25,36 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+#: What `--device` accepts: `auto`, `cpu`, `cuda`, `cuda:N` or `mps`.
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device `name` asks for; `auto` is CUDA, else MPS, else the CPU.
+
+    Raises `ValueError` for a name that is none of those and for a device this machine does not
+    have (a CUDA index past the last GPU, MPS off a Mac), so a typo is never a silent CPU run.
+    """
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    kind, _, index = name.partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and (kind != "cuda" or not index.isdigit())):
+        raise ValueError(f"unknown device {name!r}: use {DEVICE_CHOICES}")
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {name!r} asked for, but torch sees no CUDA GPU here")
+        if index and int(index) >= count:
+            raise ValueError(f"device {name!r} asked for, but torch sees {count} CUDA GPU(s)")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps' asked for, but MPS is not available here")
+    return torch.device(name)
+
+
 def model_device(model: nn.Module) -> torch.device:
     for tensor in model.parameters():
         return tensor.device

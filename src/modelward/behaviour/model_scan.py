@@ -170,22 +170,30 @@ class _TriggerSearch:
         self.model, self.x, self.y, self.settings = model, x, y, settings
         self.low, self.high = float(x.min()), float(x.max())
         channels, height, width = x.shape[1:]
-        self.mask_logit = torch.full((labels, 1, height, width), -2.0, requires_grad=True)
+        # Everything the search computes with lives where the inputs (and the model) are:
+        # CPU, CUDA or MPS. The random picks come from a CPU generator, so a seed gives the
+        # same picks on every device.
+        device = x.device
+        self.mask_logit = torch.full(
+            (labels, 1, height, width), -2.0, requires_grad=True, device=device
+        )
         self.fixed_patterns = fixed_patterns
-        self.pattern_logit = torch.zeros((labels, channels, height, width), requires_grad=True)
+        self.pattern_logit = torch.zeros(
+            (labels, channels, height, width), requires_grad=True, device=device
+        )
         params = [self.mask_logit]
         if fixed_patterns is None:
             params.append(self.pattern_logit)
         self.optimiser = torch.optim.Adam(params, lr=settings.lr, betas=(0.5, 0.9))
-        self.cost = torch.full((labels,), settings.init_cost)
-        self.best_l1 = torch.full((labels,), math.inf)
-        self.best_success = torch.zeros(labels)
-        self.last_l1 = torch.full((labels,), float(height * width))
-        self.last_success = torch.zeros(labels)
-        self.best_mask = torch.zeros((labels, height, width))
-        self.best_pattern = torch.zeros((labels, channels, height, width))
-        self.steps = torch.zeros(labels, dtype=torch.int64)
-        self.last_improved = torch.zeros(labels, dtype=torch.int64)
+        self.cost = torch.full((labels,), settings.init_cost, device=device)
+        self.best_l1 = torch.full((labels,), math.inf, device=device)
+        self.best_success = torch.zeros(labels, device=device)
+        self.last_l1 = torch.full((labels,), float(height * width), device=device)
+        self.last_success = torch.zeros(labels, device=device)
+        self.best_mask = torch.zeros((labels, height, width), device=device)
+        self.best_pattern = torch.zeros((labels, channels, height, width), device=device)
+        self.steps = torch.zeros(labels, dtype=torch.int64, device=device)
+        self.last_improved = torch.zeros(labels, dtype=torch.int64, device=device)
         self.generator = torch.Generator().manual_seed(settings.seed)
 
     def mask(self) -> torch.Tensor:
@@ -204,10 +212,11 @@ class _TriggerSearch:
         )
 
     def step(self, active: Sequence[int], count: int) -> None:
-        labels = torch.tensor(list(active), dtype=torch.int64)
+        labels = torch.tensor(list(active), dtype=torch.int64, device=self.x.device)
         area = float(self.x.shape[2] * self.x.shape[3])
         for _ in range(count):
             picks = torch.randint(len(self.y), (self.settings.batch,), generator=self.generator)
+            picks = picks.to(self.x.device)
             xb, yb = self.x[picks], self.y[picks]
             mask, pattern = self.mask()[labels], self.pattern()[labels]
             stamped = (1 - mask[:, None]) * xb[None] + (mask * pattern)[:, None]
@@ -245,7 +254,7 @@ class _TriggerSearch:
             self.best_l1[label], self.best_success[label] = l1[i], success[i]
             self.best_mask[label], self.best_pattern[label] = mask[i, 0], pattern[i]
             self.last_improved[label] = self.steps[label]
-        factor = torch.where(ok, torch.tensor(1.3), torch.tensor(1 / 1.3))
+        factor = torch.where(ok, 1.3, 1 / 1.3)
         self.cost[labels] = (self.cost[labels] * factor).clamp(1e-3, 1e3)
 
     def mask_l1(self, label: int) -> float:
@@ -366,8 +375,8 @@ def _judge(
         score=score,
         threshold=threshold,
         target_label=target,
-        mask=search.best_mask[target].numpy().copy(),
-        pattern=search.best_pattern[target].numpy().copy(),
+        mask=search.best_mask[target].cpu().numpy().copy(),
+        pattern=search.best_pattern[target].cpu().numpy().copy(),
         natural_ratio=natural_ratio,
         labels=results,
     )

@@ -61,7 +61,7 @@ class Strip:
         finally:
             self.model.train(was_training)
         entropy = -(probs * probs.clamp(min=1e-12).log()).sum(1)
-        return entropy.view(len(images), self.overlays).mean(1).numpy()
+        return entropy.view(len(images), self.overlays).mean(1).cpu().numpy()
 
     def is_triggered(self, x: Any) -> np.ndarray:
         """True for each input (one (C, H, W) or a batch) whose entropy is below the threshold."""

@@ -23,6 +23,17 @@ class BehaviourInputs:
     y: Any
 
 
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """`--device`: where the model runs (the behavioural checks follow the model)."""
+    parser.add_argument(
+        "--device",
+        default="auto",
+        metavar="DEVICE",
+        help="where to run the model: auto (CUDA, else MPS, else CPU; the default), cpu,"
+        " cuda, cuda:N or mps",
+    )
+
+
 def fail(message: str, code: int) -> int:
     print(f"modelward: {message}", file=sys.stderr)
     return code
@@ -57,7 +68,16 @@ def load_after_static_scan(
     try:
         with np.load(args.data, allow_pickle=False) as data:
             x, y = data["x"].astype(np.float32), data["y"].astype(np.int64)
-        model = torch.jit.load(str(args.model), map_location="cpu")  # type: ignore[no-untyped-call]
-    except (OSError, KeyError, ValueError, RuntimeError) as exc:
-        return fail(f"cannot read {args.data} or {args.model}: {exc}", EXIT_ERROR)
+    except (OSError, KeyError, ValueError) as exc:
+        return fail(f"cannot read {args.data}: {exc}", EXIT_ERROR)
+    from modelward.behaviour._torch_utils import resolve_device
+
+    try:
+        device = resolve_device(args.device)
+    except ValueError as exc:
+        return fail(str(exc), EXIT_ERROR)
+    try:
+        model = torch.jit.load(str(args.model), map_location=device)  # type: ignore[no-untyped-call]
+    except (OSError, ValueError, RuntimeError) as exc:
+        return fail(f"cannot load {args.model} on {device}: {exc}", EXIT_ERROR)
     return BehaviourInputs(model, x, y)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelward.cli._behaviour_inputs import fail
+from modelward.cli._behaviour_inputs import add_device_argument, fail
 from modelward.cli.scan import _severity
 from modelward.findings import Severity
 
@@ -55,6 +55,7 @@ def register(subparsers: Any) -> None:
         help="refuse to load MODEL or TRAIN.npz when its static scan has a finding at or above"
         " this severity (default: high)",
     )
+    add_device_argument(parser)
     parser.set_defaults(func=run)
 
 

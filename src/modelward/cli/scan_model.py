@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelward.cli._behaviour_inputs import fail
+from modelward.cli._behaviour_inputs import add_device_argument, fail
 from modelward.cli.scan import _severity
 from modelward.findings import Severity
 
@@ -64,6 +64,7 @@ def register(subparsers: Any) -> None:
         metavar="SCORE",
         help="score above which the model is called backdoored (default: the calibrated one)",
     )
+    add_device_argument(parser)
     parser.set_defaults(func=run)
 
 
