@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from modelward.findings import Finding, Location, Severity
 from modelward.modeldiff.structure import ModelStructure, TensorInfo
-from modelward.modeldiff.weights import _NUMPY_DTYPES, TensorDrift, _map, _widen, comparable
+from modelward.modeldiff.weights import NUMPY_DTYPES, TensorDrift, comparable, map_tensor, widen
 
 #: MITRE ATLAS "Manipulate AI Model": the weights were edited after training.
 ATLAS_MANIPULATE_MODEL = "AML.T0018"
@@ -130,11 +130,11 @@ def change_rank(
         return None
     m, n = shape
     width = min(sketch + oversample, m, n)
-    dtype = _NUMPY_DTYPES[ref.dtype]
+    dtype = NUMPY_DTYPES[ref.dtype]
     if ref.nbytes != m * n * np.dtype(dtype).itemsize or 2 * (m + n) * width * 8 > MAX_SKETCH_BYTES:
         return None  # a header whose shape disagrees with its byte range, or too wide a sketch
-    a = _map(ref, dtype, m * n).reshape(m, n)
-    b = _map(cand, dtype, m * n).reshape(m, n)
+    a = map_tensor(ref, dtype, m * n).reshape(m, n)
+    b = map_tensor(cand, dtype, m * n).reshape(m, n)
     step = max(1, block_bytes // (8 * n))
     omega = np.random.default_rng(seed).standard_normal((n, width))
     y = np.empty((m, width))
@@ -142,8 +142,8 @@ def change_rank(
     diff_sq = 0.0
     with np.errstate(all="ignore"):
         for start in range(0, m, step):
-            x = _widen(a[start : start + step], ref.dtype)
-            delta = _widen(b[start : start + step], ref.dtype) - x
+            x = widen(a[start : start + step], ref.dtype)
+            delta = widen(b[start : start + step], ref.dtype) - x
             ref_sq += float(np.vdot(x, x))
             diff_sq += float(np.vdot(delta, delta))
             y[start : start + step] = delta @ omega
@@ -154,8 +154,8 @@ def change_rank(
         del y
         sketched = np.zeros((q.shape[1], n))
         for start in range(0, m, step):
-            x = _widen(a[start : start + step], ref.dtype)
-            delta = _widen(b[start : start + step], ref.dtype) - x
+            x = widen(a[start : start + step], ref.dtype)
+            delta = widen(b[start : start + step], ref.dtype) - x
             sketched += q[start : start + step].T @ delta
     try:
         singular = np.linalg.svd(sketched, compute_uv=False)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 #: Elements per chunk (8 MiB of float64 per operand).
 CHUNK = 1 << 20
-_NUMPY_DTYPES = {
+NUMPY_DTYPES = {
     "F32": "<f4",
     "F16": "<f2",
     "F64": "<f8",
@@ -79,7 +79,7 @@ def tensor_drift(
     return drifts, skipped
 
 
-def _map(tensor: TensorInfo, dtype: str, count: int) -> np.ndarray[Any, Any]:
+def map_tensor(tensor: TensorInfo, dtype: str, count: int) -> np.ndarray[Any, Any]:
     import numpy as np
 
     assert tensor.offset is not None
@@ -88,7 +88,7 @@ def _map(tensor: TensorInfo, dtype: str, count: int) -> np.ndarray[Any, Any]:
     return np.memmap(tensor.file, dtype=dtype, mode="r", offset=tensor.offset, shape=(count,))
 
 
-def _widen(chunk: np.ndarray[Any, Any], dtype: str) -> np.ndarray[Any, Any]:
+def widen(chunk: np.ndarray[Any, Any], dtype: str) -> np.ndarray[Any, Any]:
     import numpy as np
 
     if dtype == "BF16":
@@ -100,23 +100,23 @@ def _drift(ref: TensorInfo, cand: TensorInfo) -> TensorDrift:
     import numpy as np
 
     assert ref.nbytes is not None
-    numpy_dtype = _NUMPY_DTYPES.get(ref.dtype)
+    numpy_dtype = NUMPY_DTYPES.get(ref.dtype)
     if numpy_dtype is None:
-        a, b = _map(ref, "u1", ref.nbytes), _map(cand, "u1", ref.nbytes)
+        a, b = map_tensor(ref, "u1", ref.nbytes), map_tensor(cand, "u1", ref.nbytes)
         changed = any(
             not np.array_equal(a[i : i + CHUNK], b[i : i + CHUNK])
             for i in range(0, ref.nbytes, CHUNK)
         )
         return TensorDrift(ref.name, math.prod(ref.shape), changed)
     count = ref.nbytes // np.dtype(numpy_dtype).itemsize
-    a, b = _map(ref, numpy_dtype, count), _map(cand, numpy_dtype, count)
+    a, b = map_tensor(ref, numpy_dtype, count), map_tensor(cand, numpy_dtype, count)
     max_abs = 0.0
     diff_sq = 0.0
     ref_sq = 0.0
     with np.errstate(all="ignore"):  # NaN and inf in a tensor are values to report, not errors
         for start in range(0, count, CHUNK):
-            x = _widen(a[start : start + CHUNK], ref.dtype)
-            y = _widen(b[start : start + CHUNK], ref.dtype)
+            x = widen(a[start : start + CHUNK], ref.dtype)
+            y = widen(b[start : start + CHUNK], ref.dtype)
             delta = y - x
             if delta.size:
                 max_abs = max(max_abs, float(np.max(np.abs(delta))))
