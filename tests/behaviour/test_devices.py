@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from fixtures.backdoor_models import digits_split, make_backdoored_model
-from modelward.behaviour import scan_model
+from modelward.behaviour import Strip, scan_data, scan_model
 from modelward.behaviour._torch_utils import resolve_device
 from modelward.behaviour.model_scan import ScanSettings
 from modelward.cli.main import EXIT_ERROR, main
@@ -60,6 +60,32 @@ def test_scan_model_runs_on_a_cuda_model_with_cpu_inputs() -> None:
     assert next(model.parameters()).device.type == "cuda"  # type: ignore[attr-defined]
     assert isinstance(verdict.mask, np.ndarray)
     assert len(verdict.labels) == 10  # type: ignore[attr-defined]
+
+
+@CUDA
+def test_scan_data_and_strip_run_on_a_cuda_model() -> None:
+    """The same poisoned training set is judged the same on the GPU as on the CPU."""
+    _, _, x_test, _ = digits_split()
+    model, spec, indices, x, y = make_backdoored_model(2)
+    on_cpu = scan_data(model, x, y)
+    on_gpu = scan_data(model.to("cuda"), x, y)
+    assert on_gpu.suspicious_classes == on_cpu.suspicious_classes == [spec.target]
+    assert np.isin(on_gpu.flagged, indices).mean() >= 0.8
+    guard = Strip(model, x_test[:100], frr=0.05)
+    flags = guard.is_triggered(spec.apply(x_test[100:160]))
+    assert isinstance(flags, np.ndarray) and flags.mean() > 0.5
+
+
+@CUDA
+def test_cli_scans_on_the_gpu(tmp_path: Path, capsys) -> None:
+    _, _, x_test, y_test = digits_split()
+    model, spec, _, _, _ = make_backdoored_model(2)
+    model_path, data_path = tmp_path / "model.pt", tmp_path / "clean.npz"
+    torch.jit.save(torch.jit.trace(model, x_test[:1]), model_path)
+    np.savez(data_path, x=x_test[:200].numpy(), y=y_test[:200].numpy())
+    args = ["scan-model", str(model_path), "--data", str(data_path), "--device", "cuda"]
+    assert main([*args, "--format", "json"]) == 1
+    assert f'"target_label": {spec.target}' in capsys.readouterr().out
 
 
 def test_cli_refuses_a_device_it_does_not_have(tmp_path: Path, capsys) -> None:

@@ -59,6 +59,39 @@ def test_clean_model_is_not_flagged(clean_data: tuple) -> None:
     assert len(verdict.labels) == 10
 
 
+def test_tabular_rows_are_scanned_feature_by_feature() -> None:
+    """(N, F) inputs: the mask selects features, and the backdoor's target is found.
+
+    (How often tabular backdoors are caught is measured in bench/behaviour_protocol.py.)"""
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(
+        n_samples=1500, n_features=16, n_informative=10, n_classes=4, random_state=0
+    )
+    x = ((x - x.min(0)) / (x.max(0) - x.min(0))).astype(np.float32)
+    rng = np.random.default_rng(0)
+    trigger, target = [2, 7, 11], 1
+    poisoned = rng.choice(np.flatnonzero(y != target), size=120, replace=False)
+    x_p, y_p = x.copy(), y.copy()
+    x_p[np.ix_(poisoned, trigger)] = 1.0
+    y_p[poisoned] = target
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.ReLU(), torch.nn.Linear(64, 4))
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    inputs, labels = torch.from_numpy(x_p[:1200]), torch.from_numpy(y_p[:1200])
+    for _ in range(60):
+        for batch in torch.randperm(1200).split(64):
+            optimiser.zero_grad()
+            torch.nn.functional.cross_entropy(model(inputs[batch]), labels[batch]).backward()
+            optimiser.step()
+    clean = np.setdiff1d(np.arange(1200, 1500), poisoned)
+    verdict = scan_model(model.eval(), x[clean], y[clean])
+    assert verdict.mask.shape == (1, 16)
+    assert verdict.target_label == target
+    assert len(verdict.labels) == 4
+    assert verdict.trigger_png().startswith(b"\x89PNG")
+
+
 def test_calibrate_picks_the_quantile_of_clean_scores() -> None:
     scores = [float(s) for s in range(20)]
     threshold = calibrate(scores, fpr=0.05)

@@ -65,8 +65,33 @@ def as_images(x: Any, device: torch.device) -> torch.Tensor:
     """(N, C, H, W) float32 on `device`, from a tensor or array."""
     tensor = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
     if tensor.ndim != 4:
-        raise ValueError(f"inputs must be (N, C, H, W), not shape {tuple(tensor.shape)}")
+        raise ValueError(
+            f"inputs must be images (N, C, H, W) or feature rows (N, F), not shape"
+            f" {tuple(tensor.shape)}"
+        )
     return tensor.to(device=device, dtype=torch.float32)
+
+
+class FeatureRows(nn.Module):
+    """A tabular model seen as an image model: (N, 1, 1, F) in, the rows (N, F) passed on."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.flatten(1))  # type: ignore[no-any-return]
+
+
+def image_view(model: nn.Module, x: Any) -> tuple[nn.Module, Any]:
+    """Tabular inputs (N, F) as one-row images (N, 1, 1, F), so a mask selects features.
+
+    Image inputs (N, C, H, W) and their model are returned as they are.
+    """
+    if np.ndim(x) != 2:
+        return model, x
+    rows = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    return FeatureRows(model), rows[:, None, None, :]
 
 
 def as_labels(y: Any, device: torch.device) -> torch.Tensor:

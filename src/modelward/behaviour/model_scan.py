@@ -35,6 +35,7 @@ from torch import nn
 from modelward.behaviour._torch_utils import (
     as_images,
     as_labels,
+    image_view,
     model_device,
     predict_proba,
     torch_threads,
@@ -316,7 +317,8 @@ def scan_model(
     """Reverse-engineer a trigger per label of `model` on clean inputs and judge the model.
 
     `x_clean` (N, C, H, W) and `y_clean` (N,) are correctly labelled clean inputs in the range
-    the model expects (a few dozen per class is enough). The model is run, not trained.
+    the model expects (a few dozen per class is enough). Tabular models take feature rows
+    `x_clean` (N, F): the mask then selects features. The model is run, not trained.
     """
     settings = settings or ScanSettings()
     started = time.perf_counter()
@@ -327,13 +329,14 @@ def scan_model(
             parameter.requires_grad_(False)
         try:
             device = model_device(model)
-            x, y = as_images(x_clean, device), as_labels(y_clean, device)
+            runnable, images = image_view(model, x_clean)
+            x, y = as_images(images, device), as_labels(y_clean, device)
             if len(x) != len(y) or len(x) == 0:
                 raise ValueError("x_clean and y_clean must be non-empty and of equal length")
-            labels = int(predict_proba(model, x[:1]).shape[1])
+            labels = int(predict_proba(runnable, x[:1]).shape[1])
             if labels < 2:
                 raise ValueError("scan_model needs a classifier with at least two labels")
-            verdict = _judge(model, x, y, labels, settings, threshold)
+            verdict = _judge(runnable, x, y, labels, settings, threshold)
         finally:
             model.train(was_training)
     verdict.seconds = time.perf_counter() - started
