@@ -76,6 +76,30 @@ def test_majority_poisoned_label_is_still_found() -> None:
     assert recall >= 0.9 and precision >= 0.8
 
 
+def test_blended_trigger_is_found_through_the_reversed_trigger() -> None:
+    """A trigger over every pixel (a quarter-strength noise image, Chen et al. 2017) is too
+    large to trim from input-space distances; the trigger search finds it instead."""
+    x, y, _, _ = digits_split()
+    rng = np.random.default_rng(3)
+    noise = torch.from_numpy(rng.random((1, 16, 16)).astype(np.float32))
+    target = 5
+    indices = np.sort(
+        rng.choice(np.flatnonzero(y.numpy() != target), size=round(0.08 * len(y)), replace=False)
+    )
+    x_p, y_p = x.clone(), y.clone()
+    x_p[indices] = 0.75 * x[indices] + 0.25 * noise
+    y_p[indices] = target
+    verdict = scan_data(train_cnn(x_p, y_p, seed=3, epochs=20), x_p, y_p)
+    assert verdict.suspicious_classes == [target]
+    assert [c.evidence for c in verdict.classes if c.attacked] == ["reversed trigger"]
+    assert verdict.trigger is not None and verdict.trigger.target_label == target
+    recall, precision = recall_precision(verdict, indices)
+    assert recall >= 0.9 and precision >= 0.8
+    (finding,) = verdict.findings("train.npz")
+    assert "reversed trigger" in finding.message
+    assert verdict.to_dict()["trigger_search"]["target_label"] == target
+
+
 def test_torchscript_representations_match_the_eager_hook(backdoored) -> None:
     model, _, _, x, _, _ = backdoored
     sample = x[:50].numpy()

@@ -15,6 +15,13 @@ distance is trimmed (the largest per-feature differences are ignored) so that th
 itself does not hide the resemblance. A label is attacked when one cluster "looks foreign"
 (median log distance ratio near zero) while the rest of the label does not (a clear gap);
 that cluster is flagged, whatever its size.
+
+That test needs a trigger small enough to trim away. A trigger spread over the whole input
+(a blended pattern, a signal) is found the other way round: the trigger search of `scan_model`
+runs on a sample of the training set, and when it calls the model backdoored, the samples of
+its target label whose representations lean towards those of clean inputs stamped with the
+reversed trigger are flagged (as in Neural Cleanse's mitigation, which uses the reversed
+trigger's activations to find poisoned inputs).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import torch
 from torch import nn
 
 from modelward.behaviour._torch_utils import model_device, torch_threads
+from modelward.behaviour.model_scan import DEFAULT_THRESHOLD, ModelVerdict, ScanSettings, scan_model
 from modelward.findings import Finding, Location, Severity
 
 #: MITRE ATLAS: Poison Training Data.
@@ -42,7 +50,9 @@ class DataScanSettings:
     `foreign_max`: a cluster whose median log ratio (nearest other-label distance over nearest
     same-label distance) is at most this looks like other labels. `min_gap`: how much more
     "native" the rest of the label must look. `trim`: share of input features ignored per
-    distance (the largest differences), which must cover the trigger.
+    distance (the largest differences), which must cover the trigger. `trigger_search`: also
+    reverse-engineer a trigger (`scan_model` on `search_per_label` training samples of each
+    label, judged at `model_threshold`), for triggers too large to trim.
     """
 
     components: int = 10
@@ -55,6 +65,9 @@ class DataScanSettings:
     batch: int = 512
     threads: int | None = 2
     seed: int = 0
+    trigger_search: bool = True
+    search_per_label: int = 20
+    model_threshold: float = DEFAULT_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,9 @@ class ClassResult:
     foreignness: float
     rest_foreignness: float
     attacked: bool
+    #: what convicted the label: "input space" (the cluster looks like other labels) or
+    #: "reversed trigger" (the cluster leans towards inputs stamped with the reversed trigger)
+    evidence: str = "input space"
 
     @property
     def gap(self) -> float:
@@ -82,6 +98,7 @@ class ClassResult:
             "foreignness": round(self.foreignness, 4),
             "rest_foreignness": round(self.rest_foreignness, 4),
             "attacked": self.attacked,
+            "evidence": self.evidence if self.attacked else None,
         }
 
 
@@ -97,6 +114,7 @@ class DataVerdict:
     flagged: np.ndarray
     classes: list[ClassResult] = field(default_factory=list)
     seconds: float = 0.0
+    trigger: ModelVerdict | None = None  # the trigger search's verdict, when it ran
 
     def findings(self, path: str) -> list[Finding]:
         """One `MW-DATA-POISON-CLASS` finding per attacked label, for the shared report model."""
@@ -107,16 +125,27 @@ class DataVerdict:
             members = result.suspicious
             shown = ", ".join(str(i) for i in members[:20])
             more = f", ... ({len(members)} in all)" if len(members) > 20 else ""
+            if result.evidence == "reversed trigger" and self.trigger is not None:
+                looks = "respond like inputs stamped with a reversed trigger"
+                why = (
+                    f"the trigger search calls the model backdoored towards label"
+                    f" {result.label} (score {self.trigger.score:.2f} >"
+                    f" {self.trigger.threshold:.2f})"
+                )
+            else:
+                looks = "form a cluster that looks like other labels"
+                why = (
+                    f"median log distance ratio {result.foreignness:.2f} vs"
+                    f" {result.rest_foreignness:.2f} for the rest of the label"
+                )
             out.append(
                 Finding(
                     rule_id="MW-DATA-POISON-CLASS",
                     severity=Severity.HIGH,
                     location=Location(path),
                     message=f"label {result.label}: {len(members)} of {result.count}"
-                    " samples form a cluster that looks like other labels (likely poison)",
-                    evidence=f"median log distance ratio {result.foreignness:.2f} vs"
-                    f" {result.rest_foreignness:.2f} for the rest of the label;"
-                    f" samples {shown}{more}",
+                    f" samples {looks} (likely poison)",
+                    evidence=f"{why}; samples {shown}{more}",
                     technique=ATLAS_POISON_TRAINING_DATA,
                 )
             )
@@ -127,6 +156,7 @@ class DataVerdict:
             "suspicious_classes": self.suspicious_classes,
             "flagged": [int(i) for i in self.flagged],
             "classes": [c.to_dict() for c in self.classes],
+            "trigger_search": self.trigger.to_dict() if self.trigger is not None else None,
             "seconds": round(self.seconds, 3),
         }
 
@@ -162,13 +192,17 @@ def scan_data(
             members = np.flatnonzero(y == label)
             if len(members) < settings.min_class_size:
                 continue
-            result, suspicious, member_scores, member_spectral = _judge_class(
+            result, member_scores, member_spectral = _judge_class(
                 int(label), members, representations, features, y, settings, rng
             )
             classes.append(result)
             scores[members], spectral[members] = member_scores, member_spectral
-            if result.attacked:
-                flagged.append(members[suspicious])
+        trigger = _search_trigger(model, x, y, settings, rng) if settings.trigger_search else None
+        if trigger is not None and trigger.backdoored:
+            _convict_by_trigger(model, x, y, trigger, representations, classes, scores, settings)
+    for result in classes:
+        if result.attacked:
+            flagged.append(np.asarray(result.suspicious, dtype=np.int64))
     all_flagged = np.sort(np.concatenate(flagged)) if flagged else np.zeros(0, dtype=np.int64)
     verdict = DataVerdict(
         suspicious_classes=[c.label for c in classes if c.attacked],
@@ -176,6 +210,7 @@ def scan_data(
         spectral=spectral,
         flagged=all_flagged,
         classes=classes,
+        trigger=trigger,
     )
     verdict.seconds = time.perf_counter() - started
     return verdict
@@ -189,7 +224,7 @@ def _judge_class(
     y: np.ndarray,
     settings: DataScanSettings,
     rng: np.random.Generator,
-) -> tuple[ClassResult, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[ClassResult, np.ndarray, np.ndarray]:
     """Cluster one label's representations in two and judge each cluster's input-space looks."""
     centred = representations[members] - representations[members].mean(axis=0)
     projected = centred @ _principal_axes(centred, settings.components)
@@ -226,7 +261,78 @@ def _judge_class(
         rest_foreignness=medians[1 - suspicious_cluster] if rest.any() else math.inf,
         attacked=attacked,
     )
-    return result, suspicious, scores, spectral
+    return result, scores, spectral
+
+
+def _search_trigger(
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    settings: DataScanSettings,
+    rng: np.random.Generator,
+) -> ModelVerdict | None:
+    """`scan_model` on up to `search_per_label` training samples of every label."""
+    picks = np.concatenate(
+        [
+            rng.permutation(np.flatnonzero(y == label))[: settings.search_per_label]
+            for label in np.unique(y)
+        ]
+    )
+    if len(np.unique(y[picks])) < 2:
+        return None
+    return scan_model(
+        model,
+        x[picks].astype(np.float32),
+        y[picks],
+        threshold=settings.model_threshold,
+        settings=ScanSettings(threads=None, seed=settings.seed),
+    )
+
+
+def _convict_by_trigger(
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    trigger: ModelVerdict,
+    representations: np.ndarray,
+    classes: list[ClassResult],
+    scores: np.ndarray,
+    settings: DataScanSettings,
+) -> None:
+    """Flag the target label's samples that lean towards reversed-trigger representations.
+
+    Clean inputs of other labels stamped with the reversed trigger give a direction in
+    representation space; the target's members are split in two along it, and the half that
+    leans that way is flagged, unless the input-space test already judged the label.
+    """
+    target = trigger.target_label
+    members = np.flatnonzero(y == target)
+    others = np.flatnonzero(y != target)
+    index = next((i for i, c in enumerate(classes) if c.label == target), None)
+    if index is None or classes[index].attacked or len(members) < 2 or len(others) == 0:
+        return
+    sample = others[: settings.max_reference]
+    mask = trigger.mask.reshape(-1) if x.ndim == 2 else trigger.mask[None]
+    pattern = trigger.pattern.reshape(-1) if x.ndim == 2 else trigger.pattern
+    stamped = ((1 - mask) * x[sample] + mask * pattern).astype(np.float32)
+    centre = representations[members].mean(axis=0)
+    direction = penultimate(model, stamped, settings.batch).mean(axis=0) - centre
+    lean = (representations[members] - centre) @ direction / (np.linalg.norm(direction) or 1.0)
+    split = _two_means((lean - np.median(lean))[:, None]).astype(bool)
+    if not split.any() or split.all():
+        return
+    leaning = split if lean[split].mean() > lean[~split].mean() else ~split
+    scores[members] += _standard(lean)
+    classes[index] = ClassResult(
+        label=target,
+        count=len(members),
+        silhouette=classes[index].silhouette,
+        suspicious=tuple(int(i) for i in members[leaning]),
+        foreignness=classes[index].foreignness,
+        rest_foreignness=classes[index].rest_foreignness,
+        attacked=True,
+        evidence="reversed trigger",
+    )
 
 
 def _standard(values: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,8 +38,10 @@ def register(subparsers: Any) -> None:
         "scan-data",
         help="find poisoned training samples with the model trained on them",
         description="Cluster each label's penultimate representations in two and flag the\n"
-        "cluster that looks like other labels in input space, whatever its size. Runs the\n"
-        "model after a static scan of the model and data files.",
+        "cluster that looks like other labels in input space, whatever its size. A trigger\n"
+        "too large for that (blended, signal) is reverse-engineered as scan-model does; when\n"
+        "it convicts the model, the target label's samples that respond like inputs stamped\n"
+        "with it are flagged. Runs the model after a static scan of the model and data files.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -55,6 +58,18 @@ def register(subparsers: Any) -> None:
         help="refuse to load MODEL or TRAIN.npz when its static scan has a finding at or above"
         " this severity (default: high)",
     )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        metavar="SCORE",
+        help="score above which the trigger search calls the model backdoored (default: the"
+        " one calibrated on digits CNNs; calibrate on clean models of your architecture)",
+    )
+    parser.add_argument(
+        "--no-trigger-search",
+        action="store_true",
+        help="only the input-space test (faster on large models; misses blended triggers)",
+    )
     add_device_argument(parser)
     parser.set_defaults(func=run)
 
@@ -66,11 +81,14 @@ def run(args: argparse.Namespace) -> int:
     inputs = load_after_static_scan(args, "scan-data", [args.model, args.data])
     if isinstance(inputs, int):
         return inputs
-    from modelward.behaviour.data_scan import scan_data
+    from modelward.behaviour.data_scan import DataScanSettings, scan_data
 
     model, x, y = inputs.model, inputs.x, inputs.y
+    settings = DataScanSettings(trigger_search=not args.no_trigger_search)
+    if args.threshold is not None:
+        settings = replace(settings, model_threshold=args.threshold)
     try:
-        verdict = scan_data(model, x, y)
+        verdict = scan_data(model, x, y, settings=settings)
     except (ValueError, RuntimeError) as exc:
         return fail(f"cannot run {args.model} on {args.data}: {exc}", EXIT_ERROR)
     sys.stdout.write(_render(args, verdict))
@@ -94,7 +112,7 @@ def _render(args: argparse.Namespace, verdict: DataVerdict) -> str:
         "  label  samples  flagged  foreignness (suspicious cluster / rest)",
     ]
     for result in verdict.classes:
-        mark = "  <- attacked" if result.attacked else ""
+        mark = f"  <- attacked ({result.evidence})" if result.attacked else ""
         flagged = len(result.suspicious) if result.attacked else 0
         lines.append(
             f"  {result.label:>5}  {result.count:>7}  {flagged:>7}"
