@@ -175,6 +175,14 @@ def scan_file(path: Path, config: ScanConfig, display: str | None = None) -> Sca
         result.errors.append(f"cannot read: {exc.strerror or exc}")
         result.format = "unreadable"
         return result
+    return scan_blob(blob, config, result, start)
+
+
+def scan_blob(blob: Blob, config: ScanConfig, result: ScanResult, start: float) -> ScanResult:
+    """Scan the bytes of `blob` (a local file, or a remote one read by range) into `result`.
+
+    `start` (`time.monotonic`) is when the file's scan began: its time limit counts from it.
+    """
     result.size = blob.size
     ctx = ScanContext(
         config=config,
@@ -263,4 +271,4 @@ def _claim_data_files(results: list[ScanResult]) -> None:
         )
 
 
-__all__ = ["Location", "dispatch", "finish_results", "iter_files", "scan_file"]
+__all__ = ["Location", "dispatch", "finish_results", "iter_files", "scan_blob", "scan_file"]

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 from modelward.cli._store import add_store_arguments, open_cli_store
 from modelward.config import ConfigError, Limits, ScanConfig
 from modelward.findings import Severity
+from modelward.remote.http import HttpSettings as HttpDefaults
+from modelward.remote.sources import is_remote
 from modelward.store.errors import StoreError
 
 if TYPE_CHECKING:
@@ -75,7 +77,14 @@ def register(subparsers: Any) -> None:
         epilog="\n".join((FORMATS_HELP, STORE_HELP, EXIT_CODES_HELP, CONFIG_HELP)),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="file or folder")
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="file or folder; or remote, read by range requests without downloading:"
+        " hf://ORG/REPO[@REVISION][/PATH] (a Hugging Face repository, honours HF_ENDPOINT and"
+        " HF_TOKEN) or an http(s):// URL of one file",
+    )
     parser.add_argument(
         "--files-from",
         type=argparse.FileType("r", encoding="utf-8"),
@@ -129,6 +138,32 @@ def register(subparsers: Any) -> None:
         help="scan every file even when the store has its result; still record it",
     )
     parser.add_argument(
+        "--hf-cache",
+        nargs="?",
+        const=DEFAULT_HF_CACHE,
+        type=Path,
+        metavar="DIR",
+        help="also scan every snapshot in a Hugging Face cache, by repository and revision"
+        " (DIR defaults to the cache huggingface_hub uses: HF_HUB_CACHE, HF_HOME/hub or"
+        " ~/.cache/huggingface/hub)",
+    )
+    parser.add_argument(
+        "--http-timeout",
+        type=_positive_float,
+        default=HttpDefaults.read_timeout,
+        metavar="SECONDS",
+        help="remote reads: seconds to wait for a server to connect or to send the next bytes"
+        f" (default: {HttpDefaults.read_timeout:g})",
+    )
+    parser.add_argument(
+        "--http-retries",
+        type=_non_negative_int,
+        default=HttpDefaults.retries,
+        metavar="N",
+        help="remote reads: retries after a timeout, a dropped connection or a 5xx answer,"
+        f" with exponential back-off (default: {HttpDefaults.retries})",
+    )
+    parser.add_argument(
         "--ray",
         nargs="?",
         const=LOCAL_RAY,
@@ -140,6 +175,9 @@ def register(subparsers: Any) -> None:
     )
     parser.set_defaults(func=run)
 
+
+#: `--hf-cache` with no folder: the one huggingface_hub uses, found when the scan runs.
+DEFAULT_HF_CACHE = Path("<huggingface_hub's cache>")
 
 #: `--ray` with no address: start a local Ray for this scan.
 LOCAL_RAY = "local"
@@ -163,6 +201,22 @@ def _severity(text: str) -> Severity:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number above 0, not {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 0, not {text!r}")
+    return int(text)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -175,15 +229,31 @@ def _positive_int(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from modelward.cli.main import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS
+    from modelward.findings import ScanReport
     from modelward.report import RENDERERS
     from modelward.runner import finish_report, scan_files
     from modelward.scanner import iter_files
 
-    paths = list(args.paths)
+    targets = list(args.paths)
     if args.files_from is not None:
         with args.files_from as listing:
-            paths += [Path(line.rstrip("\r\n")) for line in listing if line.strip()]
-    if not paths:
+            targets += [line.rstrip("\r\n") for line in listing if line.strip()]
+    remote = [t for t in targets if is_remote(t)]
+    paths = [Path(t) for t in targets if not is_remote(t)]
+    cache_problems: list[str] = []
+    if args.hf_cache is not None:
+        from modelward.hf_cache import HfCacheError, cached_snapshots
+
+        try:
+            snapshots, cache_problems = cached_snapshots(
+                None if args.hf_cache == DEFAULT_HF_CACHE else args.hf_cache
+            )
+        except HfCacheError as exc:
+            _complain(str(exc))
+            return EXIT_ERROR
+        paths += [snapshot.path for snapshot in snapshots]
+        targets += [str(snapshot.path) for snapshot in snapshots]
+    if not targets:
         _complain("nothing to scan: give a PATH or a --files-from LIST that names one")
         return EXIT_ERROR
     store = None
@@ -193,7 +263,9 @@ def run(args: argparse.Namespace) -> int:
         files = list(iter_files(paths))
         store = open_cli_store(args)
         with _progress(len(files)) as on_result:
-            if args.ray is not None:
+            if not paths:
+                report = ScanReport()
+            elif args.ray is not None:
                 report = _scan_on_ray(args, files, config, store, on_result)
             else:
                 results = scan_files(
@@ -205,6 +277,8 @@ def run(args: argparse.Namespace) -> int:
                     on_result=on_result,
                 )
                 report = finish_report(files, results, config, start, on_result)
+            report.results += _scan_remote_targets(remote, args, config, store, on_result)
+            report.seconds = time.monotonic() - start
     except (ConfigError, FileNotFoundError, StoreError, ConnectionError) as exc:
         _complain(str(exc))
         return EXIT_ERROR
@@ -221,11 +295,45 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render(report, terminal=sys.stdout.isatty()))
         sys.stdout.flush()
-    for error in report.errors:
+    for error in [*cache_problems, *report.errors]:
         _complain(error)
     if report.has_findings_at(args.fail_on):
         return EXIT_FINDINGS
-    return EXIT_ERROR if report.errors else EXIT_CLEAN
+    return EXIT_ERROR if report.errors or cache_problems else EXIT_CLEAN
+
+
+def _scan_remote_targets(
+    targets: list[str],
+    args: argparse.Namespace,
+    config: ScanConfig,
+    store: ResultStore | None,
+    on_result: Callable[[ScanResult], None] | None,
+) -> list[ScanResult]:
+    """Each remote target's results; a target that cannot be listed is one error result."""
+    if not targets:
+        return []
+    from modelward.findings import ScanResult
+    from modelward.remote import RemoteError, redact, scan_remote
+
+    settings = HttpDefaults(
+        connect_timeout=args.http_timeout, read_timeout=args.http_timeout, retries=args.http_retries
+    )
+    results: list[ScanResult] = []
+    for target in targets:
+        try:
+            results += scan_remote(
+                target,
+                config,
+                settings=settings,
+                store=store,
+                rescan=args.rescan,
+                on_result=on_result,
+            )
+        except RemoteError as exc:
+            failed = ScanResult(path=redact(target), format="unreadable")
+            failed.errors.append(str(exc))
+            results.append(failed)
+    return results
 
 
 def _scan_config(path: Path | None, strict: bool = False) -> ScanConfig:

@@ -1,0 +1,156 @@
+"""Scan remote files without downloading them: each scanner reads only the ranges it needs.
+
+Small files (up to `SMALL_FILE_BYTES`: configs, code, templates) are fetched whole, hashed and
+staged in a temporary folder laid out like the repository, so that the folder-level checks of a
+Hugging Face model folder run on them exactly as on a local copy; bigger files are read by
+range. A file's result is stored under its SHA-256 when it is known (the Hub's LFS digest, or
+the hash of a small file fetched whole), so re-scanning an unchanged repository costs its
+listing and the small files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+from modelward.findings import Location, ScanResult
+from modelward.formats.base import Blob
+from modelward.remote.http import HttpSettings, RangeClient, RangeReader, RemoteError, SegmentCache
+from modelward.remote.sources import RemoteFile, RemoteSource, resolve
+
+if TYPE_CHECKING:
+    from modelward.config import ScanConfig
+    from modelward.store.base import ResultStore
+    from modelward.store.records import ScanEvent
+
+#: Files up to this size are fetched whole (one request) rather than read by range.
+SMALL_FILE_BYTES = 1024 * 1024
+#: Buffer over a range stream: scanners read a few bytes at a time (pickle opcodes).
+READ_BUFFER = 16 * 1024
+
+
+def scan_remote(
+    target: str,
+    config: ScanConfig,
+    *,
+    settings: HttpSettings | None = None,
+    store: ResultStore | None = None,
+    rescan: bool = False,
+    on_result: Callable[[ScanResult], None] | None = None,
+) -> list[ScanResult]:
+    """Every file `target` names, scanned by range, then its model folders.
+
+    Raises `RemoteError` when the target cannot be listed; a file that cannot be read is that
+    file's error (the run ends with exit 2), the other files are still scanned.
+    """
+    settings = settings or HttpSettings()
+    source = resolve(target, settings.read_timeout)
+    results: list[ScanResult] = []
+    events: list[ScanEvent] = []
+    with (
+        RangeClient(settings, source.headers) as client,
+        tempfile.TemporaryDirectory(prefix="modelward-remote-") as staging,
+    ):
+        stage = Path(staging)
+        staged: list[Path] = []
+        for remote in source.files:
+            result, event = _scan_file(remote, client, config, store, rescan, stage, staged)
+            results.append(result)
+            if event is not None:
+                events.append(event)
+            if on_result is not None:
+                on_result(result)
+        from modelward.scanner import finish_results
+
+        for folder in finish_results(staged, [], config):
+            result = _relocated(folder, stage, source)
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    if store is not None and events:
+        store.record_scans(events)
+    return results
+
+
+def _scan_file(
+    remote: RemoteFile,
+    client: RangeClient,
+    config: ScanConfig,
+    store: ResultStore | None,
+    rescan: bool,
+    stage: Path,
+    staged: list[Path],
+) -> tuple[ScanResult, ScanEvent | None]:
+    from modelward.scanner import scan_blob
+
+    start = time.monotonic()
+    result = ScanResult(path=remote.shown)
+    local = stage.joinpath(*PurePosixPath(remote.path).parts)
+    local.parent.mkdir(parents=True, exist_ok=True)
+    local.touch()  # names alone matter to the folder checks for files read by range
+    staged.append(local)
+    try:
+        size = remote.size if remote.size is not None else client.size(remote.url, remote.shown)
+        data = None
+        sha256 = remote.sha256 or ""
+        if size <= SMALL_FILE_BYTES:
+            data = client.read(remote.url, 0, size, size, remote.shown)
+            sha256 = hashlib.sha256(data).hexdigest()
+            local.write_bytes(data)
+    except RemoteError as exc:
+        result.errors.append(str(exc))
+        result.format = "unreadable"
+        return result, None
+    digest = config.digest()
+    if store is not None and sha256 and not rescan:
+        cached = store.cached_result(sha256, digest)
+        if cached is not None:
+            from modelward.store.records import ScanEvent
+
+            moved = cached.moved_to(remote.shown)
+            return moved, ScanEvent(sha256, moved, "cli", digest, True)
+    if data is not None:
+        blob = Blob.from_bytes(Location(remote.shown), data)
+    else:
+        cache = SegmentCache(client.settings.cache_bytes)
+        blob = Blob(
+            Location(remote.shown),
+            size,
+            lambda: io.BufferedReader(
+                RangeReader(client, remote.url, size, cache, remote.shown), READ_BUFFER
+            ),
+        )
+    failures = len(client.failures)
+    scan_blob(blob, config, result, start)
+    # A scanner may take a failed read for a malformed file: the read's error is the truth.
+    result.errors += [e for e in client.failures[failures:] if e not in result.errors]
+    if store is None or not sha256:
+        return result, None
+    from modelward.store.records import ScanEvent
+
+    return result, ScanEvent(sha256, result, "cli", digest, False, reusable=not result.errors)
+
+
+def _relocated(result: ScanResult, stage: Path, source: RemoteSource) -> ScanResult:
+    """A folder result on the staging copy, as if the repository had been scanned in place."""
+
+    def remote_path(path: str) -> str:
+        if not path.startswith(str(stage)):
+            return path
+        inside = Path(path).relative_to(stage).as_posix()
+        return source.shown if inside == "." else f"{source.shown}/{inside}"
+
+    findings = [
+        replace(f, location=replace(f.location, path=remote_path(f.location.path)))
+        for f in result.findings
+    ]
+    return replace(result, path=remote_path(result.path), findings=findings)
+
+
+__all__ = ["SMALL_FILE_BYTES", "scan_remote"]

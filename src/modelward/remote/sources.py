@@ -1,0 +1,133 @@
+"""What a remote target names: the files of a Hugging Face repository at one commit, or a URL.
+
+`hf://ORG/REPO[@REVISION][/PATH]` is resolved once, through `huggingface_hub` (which honours
+`HF_ENDPOINT` and `HF_TOKEN`), to a commit and its file listing with sizes and, for LFS files,
+SHA-256 digests. Every file is then read from that commit, so a branch that moves during the
+scan cannot mix two revisions. `http(s)://` names one file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from modelward.remote.http import RemoteError
+
+#: Prefixes of the targets `scan` reads remotely.
+REMOTE_PREFIXES = ("hf://", "http://", "https://")
+
+_HF_TARGET = re.compile(
+    r"hf://(?P<repo>[^/@\s]+/[^/@\s]+)(?:@(?P<revision>[^/\s]+))?(?:/(?P<path>.*))?"
+)
+
+
+def is_remote(target: str) -> bool:
+    """Whether `target` names a remote file or repository rather than a local path."""
+    return target.startswith(REMOTE_PREFIXES)
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file to read: where from, how to show it, and what the listing says of it."""
+
+    url: str
+    shown: str  # the location in reports: no credentials
+    path: str  # relative to the target's root (the repository, or the URL's file name)
+    size: int | None = None
+    sha256: str | None = None  # when the source states it (Hub LFS files)
+
+
+@dataclass
+class RemoteSource:
+    """A resolved target: its files, and the headers its reads need (credentials included)."""
+
+    target: str
+    shown: str  # the root in reports: `hf://org/repo@<commit>` or the URL
+    files: list[RemoteFile]
+    commit: str | None = None
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+def resolve(target: str, timeout: float = 30.0) -> RemoteSource:
+    """List what `target` names; raises `RemoteError` (exit 2) when that cannot be done."""
+    if target.startswith("hf://"):
+        return _resolve_hub(target, timeout)
+    return _resolve_url(target)
+
+
+def hub_endpoint() -> str:
+    """The Hub `HF_ENDPOINT` names now (huggingface_hub reads it only once, at import)."""
+    return os.environ.get("HF_ENDPOINT", "").rstrip("/") or "https://huggingface.co"
+
+
+def _resolve_hub(target: str, timeout: float) -> RemoteSource:
+    from huggingface_hub import HfApi, get_token, hf_hub_url
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+    from huggingface_hub.hf_api import RepoFile
+    from huggingface_hub.utils._headers import build_hf_headers
+
+    match = _HF_TARGET.fullmatch(target)
+    if match is None:
+        raise RemoteError(f"{target}: not hf://ORG/REPO[@REVISION][/PATH]")
+    repo, revision, prefix = match["repo"], match["revision"] or "main", match["path"] or ""
+    endpoint, token = hub_endpoint(), get_token()
+    api = HfApi(endpoint=endpoint, token=token)
+    try:
+        commit = api.model_info(repo, revision=revision, timeout=timeout).sha
+        if not commit:
+            raise RemoteError(f"{target}: the Hub named no commit for revision {revision!r}")
+        entries = [
+            entry
+            for entry in api.list_repo_tree(repo, revision=commit, recursive=True)
+            if isinstance(entry, RepoFile)
+            and (
+                not prefix
+                or entry.path == prefix
+                or entry.path.startswith(prefix.rstrip("/") + "/")
+            )
+        ]
+    except (HfHubHTTPError, HFValidationError, OSError, ValueError) as exc:
+        raise RemoteError(f"{target}: {_first_line(exc)}") from exc
+    if not entries:
+        raise RemoteError(f"{target}: no such file in {repo} at {commit}")
+    shown = f"hf://{repo}@{commit}"
+    files = [
+        RemoteFile(
+            url=hf_hub_url(repo, entry.path, revision=commit, endpoint=endpoint),
+            shown=f"{shown}/{entry.path}",
+            path=entry.path,
+            size=entry.size,
+            sha256=entry.lfs.sha256 if entry.lfs is not None else None,
+        )
+        for entry in sorted(entries, key=lambda e: e.path)
+    ]
+    headers = build_hf_headers(token=token, library_name="modelward")
+    return RemoteSource(target, shown, files, commit, headers)
+
+
+def redact(target: str) -> str:
+    """`target` as reports may show it: a URL without user, password, query or fragment."""
+    if not target.startswith(("http://", "https://")):
+        return target
+    parts = urlsplit(target)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    netloc += f":{parts.port}" if parts.port else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _resolve_url(target: str) -> RemoteSource:
+    parts = urlsplit(target)
+    shown = redact(target)
+    if not parts.hostname:
+        raise RemoteError(f"{shown}: not a URL with a host")
+    name = parts.path.rsplit("/", 1)[-1] or parts.hostname
+    url = urlunsplit((parts.scheme, parts.netloc, quote(parts.path, safe="/%:@"), parts.query, ""))
+    return RemoteSource(target, shown, [RemoteFile(url, shown, name)])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
