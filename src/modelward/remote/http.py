@@ -136,7 +136,10 @@ class RangeClient:
             if status >= 500 or status == 429:
                 raise _Transient(f"HTTP {status}")
             if status == 416:
-                raise RemoteError(f"{shown}: range {start}+{length} is past the file's end")
+                raise RemoteError(
+                    f"{shown}: bytes {start}-{start + length - 1} are past the file's end, though"
+                    " its size said otherwise (a lying size?)"
+                )
             if status not in (200, 206):
                 raise RemoteError(f"{shown}: HTTP {status} {response.reason_phrase}")
             told = _told_total(response, status, start, length, shown)

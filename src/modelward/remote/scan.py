@@ -129,7 +129,9 @@ def _scan_file(
     failures = len(client.failures)
     scan_blob(blob, config, result, start)
     # A scanner may take a failed read for a malformed file: the read's error is the truth.
-    result.errors += [e for e in client.failures[failures:] if e not in result.errors]
+    for failure in dict.fromkeys(client.failures[failures:]):
+        if not any(failure in error for error in result.errors):
+            result.errors.append(failure)
     if store is None or not sha256:
         return result, None
     from modelward.store.records import ScanEvent
