@@ -227,3 +227,14 @@ def test_a_5xx_is_retried(repo_files: dict[str, bytes]) -> None:
 def test_clean_remote_file_exits_clean(repo_files: dict[str, bytes]) -> None:
     with RangeServer({"w.safetensors": repo_files["model.safetensors"]}) as server:
         assert main(["scan", "--no-store", server.file_url("w.safetensors")]) == EXIT_CLEAN
+
+
+def test_a_stalled_hub_api_is_an_error_within_the_timeout(monkeypatch) -> None:
+    import time
+
+    with HubServer([HubRepo("org/m", {"config.json": b"{}"})], misbehave={"api-stall"}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        started = time.monotonic()
+        with pytest.raises(RemoteError, match="listing failed"):
+            scan_remote("hf://org/m", ScanConfig(), settings=QUICK)
+    assert time.monotonic() - started < 30

@@ -3,20 +3,22 @@
 `hf://ORG/REPO[@REVISION][/PATH]` is resolved once, through `huggingface_hub` (which honours
 `HF_ENDPOINT` and `HF_TOKEN`), to a commit and its file listing with sizes and, for LFS files,
 SHA-256 digests. Every file is then read from that commit, so a branch that moves during the
-scan cannot mix two revisions. `http(s)://` names one file.
+scan cannot mix two revisions. `http(s)://` names one file; `s3://` and `gs://` name an
+object or a prefix (`remote.objects`).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from modelward.remote.http import RemoteError
+from modelward.remote.http import HttpSettings, ReadClient, RemoteError
 
 #: Prefixes of the targets `scan` reads remotely.
-REMOTE_PREFIXES = ("hf://", "http://", "https://")
+REMOTE_PREFIXES = ("hf://", "http://", "https://", "s3://", "gs://")
 
 _HF_TARGET = re.compile(
     r"hf://(?P<repo>[^/@\s]+/[^/@\s]+)(?:@(?P<revision>[^/\s]+))?(?:/(?P<path>.*))?"
@@ -48,10 +50,18 @@ class RemoteSource:
     files: list[RemoteFile]
     commit: str | None = None
     headers: dict[str, str] = field(default_factory=dict, repr=False)
+    #: The client its files are read through; None: an HTTP `RangeClient` with `headers`.
+    client: Callable[[HttpSettings], ReadClient] | None = field(default=None, repr=False)
 
 
-def resolve(target: str, timeout: float = 30.0) -> RemoteSource:
+def resolve(
+    target: str, timeout: float = 30.0, settings: HttpSettings | None = None
+) -> RemoteSource:
     """List what `target` names; raises `RemoteError` (exit 2) when that cannot be done."""
+    if target.startswith(("s3://", "gs://")):
+        from modelward.remote.objects import resolve_objects
+
+        return resolve_objects(target, settings or HttpSettings(read_timeout=timeout))
     if target.startswith("hf://"):
         return _resolve_hub(target, timeout)
     return _resolve_url(target)
@@ -88,8 +98,12 @@ def _resolve_hub(target: str, timeout: float) -> RemoteSource:
                 or entry.path.startswith(prefix.rstrip("/") + "/")
             )
         ]
-    except (HfHubHTTPError, HFValidationError, OSError, ValueError) as exc:
+    except RemoteError:
+        raise
+    except (HfHubHTTPError, HFValidationError) as exc:
         raise RemoteError(f"{target}: {_first_line(exc)}") from exc
+    except Exception as exc:  # the client's own transport errors (timeouts, resets, TLS)
+        raise RemoteError(f"{target}: listing failed: {type(exc).__name__}: {exc}") from exc
     if not entries:
         raise RemoteError(f"{target}: no such file in {repo} at {commit}")
     shown = f"hf://{repo}@{commit}"
