@@ -289,3 +289,30 @@ def test_final_step_without_a_scan_fails(
     runner_temp.mkdir()
     done, _ = _final(action, workspace, runner_temp, "")
     assert done.returncode == 2
+
+
+def test_files_from_with_empty_paths(
+    action: dict[str, Any], workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The documented way to pass paths with spaces: `paths: ''` and `--files-from LIST`."""
+    runner_temp = tmp_path / "runner-temp"
+    record = _recorder(runner_temp)
+    spaced = workspace / "my models"
+    spaced.mkdir()
+    (spaced / "weights.pkl").write_bytes(call_system_p4("true"))
+    (workspace / "list.txt").write_text("my models/weights.pkl\n")
+    inputs = {"paths": "", "extra-args": "--files-from list.txt"}
+
+    done, _ = _run_step(_step(action, id="scan"), workspace, runner_temp, inputs)
+
+    assert done.returncode == 0, done.stderr
+    argv = json.loads(record.read_text())
+    assert argv[-3:] == ["--files-from", "list.txt", "--"]
+    monkeypatch.chdir(workspace)
+    assert main(argv) == 1
+    uris = {
+        location["physicalLocation"]["artifactLocation"]["uri"]
+        for result in _sarif(workspace / "modelward.sarif")["runs"][0]["results"]
+        for location in result["locations"]
+    }
+    assert uris == {"my%20models/weights.pkl"}

@@ -97,7 +97,13 @@ def project(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[Path, dict[str, str]]:
     """A git repository whose commits run the hook (`pre-commit install`)."""
-    env = dict(git_env, PRE_COMMIT_HOME=str(_shared_root(tmp_path_factory) / "pre-commit-home"))
+    # Read the environment now, not at session start: the hook's scans must see this test's
+    # MODELWARD_STORE (conftest), never the user's results store.
+    env = dict(os.environ)
+    env |= {name: git_env[name] for name in ("GIT_CONFIG_GLOBAL", "GIT_CONFIG_NOSYSTEM")}
+    for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
+        env.pop(name, None)
+    env["PRE_COMMIT_HOME"] = str(_shared_root(tmp_path_factory) / "pre-commit-home")
     # No ANSI colours in the log the assertions read.
     env["PRE_COMMIT_COLOR"] = "never"
     rev = _git("rev-parse", "HEAD", cwd=Path(hook_repo), env=env)
@@ -115,6 +121,7 @@ def project(
         capture_output=True,
     )
     _git("add", ".pre-commit-config.yaml", cwd=project, env=env)
+    assert env["MODELWARD_STORE"] == os.environ["MODELWARD_STORE"]
     return project, env
 
 
@@ -142,6 +149,8 @@ def test_malicious_pickle_blocks_the_commit(project: tuple[Path, dict[str, str]]
     assert "Failed" in log
     assert "MW-PICKLE-DANGEROUS-GLOBAL" in log
     assert "weights.pkl" in log
+    # The hook's modelward stored its result in this test's store, not the user's.
+    assert Path(os.environ["MODELWARD_STORE"].removeprefix("sqlite:///")).is_file()
     # Nothing was committed: the repository still has no HEAD.
     head = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=repo, env=env)
     assert head.returncode != 0
