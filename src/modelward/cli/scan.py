@@ -83,7 +83,8 @@ def register(subparsers: Any) -> None:
         metavar="PATH",
         help="file or folder; or remote, read by range requests without downloading:"
         " hf://ORG/REPO[@REVISION][/PATH] (a Hugging Face repository, honours HF_ENDPOINT and"
-        " HF_TOKEN) or an http(s):// URL of one file",
+        " HF_TOKEN), an http(s):// URL of one file, or s3://BUCKET/KEY[/] and gs://BUCKET/KEY[/]"
+        " (an object, or every object under a prefix; the s3 or gcs extra)",
     )
     parser.add_argument(
         "--files-from",

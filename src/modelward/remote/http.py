@@ -27,7 +27,7 @@ import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     import httpx
@@ -48,6 +48,22 @@ class HttpSettings:
     max_redirects: int = 5
     block_size: int = 64 * 1024
     cache_bytes: int = 32 * 1024**2
+
+
+class ReadClient(Protocol):
+    """What `RangeReader` and `scan_remote` read through: `RangeClient` for HTTP(S) and the
+    Hub, `objects.ObjectClient` for S3 and GCS objects."""
+
+    settings: HttpSettings
+    requests: int
+    bytes_received: int
+    failures: list[str]
+
+    def size(self, url: str, shown: str) -> int: ...
+
+    def read(self, url: str, start: int, length: int, total: int, shown: str) -> bytes: ...
+
+    def close(self) -> None: ...
 
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
@@ -216,7 +232,7 @@ class RangeReader(io.RawIOBase):
     """A seekable read-only stream over a remote file of known size."""
 
     def __init__(
-        self, client: RangeClient, url: str, size: int, cache: SegmentCache, shown: str
+        self, client: ReadClient, url: str, size: int, cache: SegmentCache, shown: str
     ) -> None:
         self._client, self._url, self._size = client, url, size
         self._cache, self._shown = cache, shown

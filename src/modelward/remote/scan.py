@@ -15,13 +15,21 @@ import io
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from modelward.findings import Location, ScanResult
 from modelward.formats.base import Blob
-from modelward.remote.http import HttpSettings, RangeClient, RangeReader, RemoteError, SegmentCache
+from modelward.remote.http import (
+    HttpSettings,
+    RangeClient,
+    RangeReader,
+    ReadClient,
+    RemoteError,
+    SegmentCache,
+)
 from modelward.remote.sources import RemoteFile, RemoteSource, resolve
 
 if TYPE_CHECKING:
@@ -50,11 +58,11 @@ def scan_remote(
     file's error (the run ends with exit 2), the other files are still scanned.
     """
     settings = settings or HttpSettings()
-    source = resolve(target, settings.read_timeout)
+    source = resolve(target, settings.read_timeout, settings)
     results: list[ScanResult] = []
     events: list[ScanEvent] = []
     with (
-        RangeClient(settings, source.headers) as client,
+        closing(_client(source, settings)) as client,
         tempfile.TemporaryDirectory(prefix="modelward-remote-") as staging,
     ):
         stage = Path(staging)
@@ -78,9 +86,16 @@ def scan_remote(
     return results
 
 
+def _client(source: RemoteSource, settings: HttpSettings) -> ReadClient:
+    """The source's own client (S3, GCS), else HTTP range requests with its headers."""
+    if source.client is not None:
+        return source.client(settings)
+    return RangeClient(settings, source.headers)
+
+
 def _scan_file(
     remote: RemoteFile,
-    client: RangeClient,
+    client: ReadClient,
     config: ScanConfig,
     store: ResultStore | None,
     rescan: bool,
