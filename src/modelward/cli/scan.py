@@ -315,6 +315,7 @@ def _scan_remote_targets(
         return []
     from modelward.findings import ScanResult
     from modelward.remote import RemoteError, redact, scan_remote
+    from modelward.remote.scan import without_location
 
     settings = HttpDefaults(
         connect_timeout=args.http_timeout, read_timeout=args.http_timeout, retries=args.http_retries
@@ -332,7 +333,7 @@ def _scan_remote_targets(
             )
         except RemoteError as exc:
             failed = ScanResult(path=redact(target), format="unreadable")
-            failed.errors.append(str(exc))
+            failed.errors.append(without_location(str(exc), failed.path))
             results.append(failed)
     return results
 

@@ -119,7 +119,7 @@ def _scan_file(
             sha256 = hashlib.sha256(data).hexdigest()
             local.write_bytes(data)
     except RemoteError as exc:
-        result.errors.append(str(exc))
+        result.errors.append(without_location(str(exc), remote.shown))
         result.format = "unreadable"
         return result, None
     digest = config.digest()
@@ -147,11 +147,17 @@ def _scan_file(
     for failure in dict.fromkeys(client.failures[failures:]):
         if not any(failure in error for error in result.errors):
             result.errors.append(failure)
+    result.errors = [without_location(error, remote.shown) for error in result.errors]
     if store is None or not sha256:
         return result, None
     from modelward.store.records import ScanEvent
 
     return result, ScanEvent(sha256, result, "cli", digest, False, reusable=not result.errors)
+
+
+def without_location(message: str, shown: str) -> str:
+    """`message` without the file's location: reports put it in front of each error."""
+    return message.replace(f"{shown}: ", "")
 
 
 def _relocated(result: ScanResult, stage: Path, source: RemoteSource) -> ScanResult:
