@@ -69,6 +69,26 @@ class ReadClient(Protocol):
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (client libraries write whole pages)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def check_length(data: bytes, length: int, start: int, shown: str) -> bytes:
+    """`data` when it is exactly the `length` bytes asked for at `start`, else the error."""
+    if len(data) > length:
+        raise RemoteError(
+            f"{shown}: the server sent more than the {length} bytes asked for at offset {start}"
+        )
+    if len(data) < length:
+        raise RemoteError(
+            f"{shown}: the server sent {len(data)} of the {length} bytes asked for at"
+            f" offset {start} (truncated, or smaller than its listing says)"
+        )
+    return data
+
+
 class RangeClient:
     """One HTTP client for a scan's remote reads, counting requests and bytes received."""
 
@@ -110,15 +130,10 @@ class RangeClient:
             return b""
         try:
             data, _ = self._get(url, start, length, total, shown)
-            if len(data) < length:
-                raise RemoteError(
-                    f"{shown}: the server sent {len(data)} of the {length} bytes asked for at"
-                    f" offset {start} (truncated, or smaller than its listing says)"
-                )
+            return check_length(data, length, start, shown)
         except RemoteError as exc:
             self.failures.append(str(exc))
             raise
-        return data
 
     def _get(
         self, url: str, start: int, length: int, total: int | None, shown: str
@@ -175,10 +190,7 @@ class RangeClient:
                 if len(data) > length:
                     if status == 200:  # whole body from byte 0: keep what was asked, hang up
                         return bytes(data[:length]), told
-                    raise RemoteError(
-                        f"{shown}: the server sent more than the {length} bytes asked for at"
-                        f" offset {start}"
-                    )
+                    check_length(bytes(data), length, start, shown)
         return bytes(data), told
 
 

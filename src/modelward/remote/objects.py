@@ -24,7 +24,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from modelward.remote.http import HttpSettings, RemoteError
+from modelward.remote.http import HttpSettings, RemoteError, check_length, first_line
 from modelward.remote.sources import RemoteFile, RemoteSource
 
 #: Target prefixes read through an object store's fsspec file system.
@@ -92,11 +92,11 @@ def resolve_objects(
     except RemoteError:
         raise
     except FileNotFoundError as exc:
-        raise RemoteError(f"{root}: no such bucket, object or prefix ({_first_line(exc)})") from exc
+        raise RemoteError(f"{root}: no such bucket, object or prefix ({first_line(exc)})") from exc
     except PermissionError as exc:
-        raise RemoteError(f"{root}: access denied ({_first_line(exc)})") from exc
+        raise RemoteError(f"{root}: access denied ({first_line(exc)})") from exc
     except Exception as exc:  # the client's own errors: botocore, aiohttp, google-auth
-        raise RemoteError(f"{root}: {type(exc).__name__}: {_first_line(exc)}") from exc
+        raise RemoteError(f"{root}: {type(exc).__name__}: {first_line(exc)}") from exc
     if not files:
         raise RemoteError(f"{root}: no objects under this prefix")
     return RemoteSource(target, root, files, client=lambda s: ObjectClient(fs, s))
@@ -164,7 +164,7 @@ class ObjectClient:
         except RemoteError:
             raise
         except Exception as exc:
-            raise RemoteError(f"{shown}: {type(exc).__name__}: {_first_line(exc)}") from exc
+            raise RemoteError(f"{shown}: {type(exc).__name__}: {first_line(exc)}") from exc
 
     def read(self, url: str, start: int, length: int, total: int, shown: str) -> bytes:
         """Exactly `length` bytes at `start` of a `total`-byte object (fewer only at its end)."""
@@ -178,30 +178,15 @@ class ObjectClient:
             except Exception as exc:
                 raise RemoteError(
                     f"{shown}: reading {length} bytes at offset {start}:"
-                    f" {type(exc).__name__}: {_first_line(exc)}"
+                    f" {type(exc).__name__}: {first_line(exc)}"
                 ) from exc
             if not isinstance(data, bytes):
                 raise RemoteError(f"{shown}: the file system returned no bytes")
             self.bytes_received += len(data)
-            if len(data) > length:
-                raise RemoteError(
-                    f"{shown}: the server sent more than the {length} bytes asked for at"
-                    f" offset {start}"
-                )
-            if len(data) < length:
-                raise RemoteError(
-                    f"{shown}: the server sent {len(data)} of the {length} bytes asked for at"
-                    f" offset {start} (truncated, or smaller than its listing says)"
-                )
+            return check_length(data, length, start, shown)
         except RemoteError as exc:
             self.failures.append(str(exc))
             raise
-        return data
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 __all__ = [

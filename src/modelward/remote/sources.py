@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from modelward.remote.http import HttpSettings, ReadClient, RemoteError
+from modelward.remote.http import HttpSettings, ReadClient, RemoteError, first_line
 
 #: Prefixes of the targets `scan` reads remotely.
 REMOTE_PREFIXES = ("hf://", "http://", "https://", "s3://", "gs://")
@@ -101,7 +101,7 @@ def _resolve_hub(target: str, timeout: float) -> RemoteSource:
     except RemoteError:
         raise
     except (HfHubHTTPError, HFValidationError) as exc:
-        raise RemoteError(f"{target}: {_first_line(exc)}") from exc
+        raise RemoteError(f"{target}: {first_line(exc)}") from exc
     except Exception as exc:  # the client's own transport errors (timeouts, resets, TLS)
         raise RemoteError(f"{target}: listing failed: {type(exc).__name__}: {exc}") from exc
     if not entries:
@@ -140,8 +140,3 @@ def _resolve_url(target: str) -> RemoteSource:
     name = parts.path.rsplit("/", 1)[-1] or parts.hostname
     url = urlunsplit((parts.scheme, parts.netloc, quote(parts.path, safe="/%:@"), parts.query, ""))
     return RemoteSource(target, shown, [RemoteFile(url, shown, name)])
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
