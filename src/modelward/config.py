@@ -25,8 +25,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from modelward.errors import ModelwardError
 
-class ConfigError(ValueError):
+
+class ConfigError(ModelwardError, ValueError):
     """The configuration file is unreadable or holds a key or value we do not accept."""
 
 

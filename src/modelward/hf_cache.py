@@ -12,8 +12,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelward.errors import ModelwardError
 
-class HfCacheError(Exception):
+
+class HfCacheError(ModelwardError):
     """The cache folder is missing, unreadable or holds no snapshot."""
 
 

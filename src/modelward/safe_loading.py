@@ -21,12 +21,13 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from modelward.errors import ModelwardError
 from modelward.findings import Finding, Severity
 
 StrPath = str | PathLike[str]
 
 
-class UnsafeModelError(Exception):
+class UnsafeModelError(ModelwardError):
     """`safe_load` refused a file; `reason` says why, `findings` holds scan findings if any."""
 
     def __init__(self, reason: str, findings: Iterable[Finding] = ()):

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from modelward.config import ScanConfig
+from modelward.errors import ModelwardError
 from modelward.findings import ScanReport, ScanResult
 from modelward.runner import BATCHES_PER_WORKER, batches, file_size, finish_report
 from modelward.scanner import iter_files
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 CONNECT_TIMEOUT = 5.0
 
 
-class RayConnectionError(ConnectionError):
+class RayConnectionError(ModelwardError, ConnectionError):
     """Ray is not installed, or the cluster cannot be reached; the message says which."""
 
 

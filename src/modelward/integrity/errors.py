@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from modelward.errors import ModelwardError
 
-class IntegrityError(Exception):
+
+class IntegrityError(ModelwardError):
     """Base class: anything that stops a hash, a signature or a verification."""
 
 

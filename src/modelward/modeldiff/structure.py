@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from modelward.errors import ModelwardError
 
-class DiffError(ValueError):
+
+class DiffError(ModelwardError, ValueError):
     """A model cannot be read structurally (unsupported format, damaged header...)."""
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from modelward.config import ScanConfig
+from modelward.errors import ModelwardError
 from modelward.findings import Finding, ScanReport, ScanResult, Severity
 from modelward.folders import CACHE_PREFIXES, FOLDER_FORMAT, MAX_CONFIG_BYTES, WEIGHT_SUFFIXES
 from modelward.integrity.manifest import Manifest, hash_model
@@ -35,7 +36,7 @@ _REQUIREMENT = re.compile(
 )
 
 
-class BomError(ValueError):
+class BomError(ModelwardError, ValueError):
     """The path or a requirements file cannot be inventoried."""
 
 

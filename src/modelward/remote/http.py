@@ -29,11 +29,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from modelward.errors import ModelwardError
+
 if TYPE_CHECKING:
     import httpx
 
 
-class RemoteError(OSError):
+class RemoteError(ModelwardError, OSError):
     """A remote read that failed or that the server answered wrongly."""
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from modelward.errors import ModelwardError
 
-class StoreError(Exception):
+
+class StoreError(ModelwardError):
     """The store cannot be opened, migrated, read or written; the message is safe to print."""
