@@ -7,6 +7,9 @@ inside a container member (`model.pt!archive/data.pkl@12`) carries the member
 chain as a logical location, since a region can only address the file itself.
 GitHub reads `security-severity` from the rule, so a rule takes the worst
 severity it was reported with in this run; each result keeps its own `level`.
+A rule's title, help, default level and ATLAS technique come from the rule
+registry (`modelward.rules`, also behind docs/rules.md); a rule with no fixed
+severity there (and an id the registry lacks) defaults to the worst level seen.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from urllib.parse import quote
 
 from modelward import __version__
 from modelward.findings import Finding, Location, ScanReport, Severity
+from modelward.rules import RULES
 
 SCHEMA_URI = (
     "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
@@ -79,10 +83,15 @@ def sarif_log(report: ScanReport) -> dict[str, Any]:
 
 
 def _rule(rule_id: str, findings: list[Finding]) -> dict[str, Any]:
+    """A rule descriptor from the registry (`modelward.rules`); an id it lacks (a test's, a
+    plugin's) is described by its words."""
     worst = max(f.severity for f in findings)
-    techniques = sorted({f.technique for f in findings})
+    known = RULES.get(rule_id)
+    techniques = {f.technique for f in findings}
+    if known is not None and known.technique is not None:
+        techniques.add(known.technique)
     words = rule_id.removeprefix("MW-").split("-")
-    return {
+    descriptor: dict[str, Any] = {
         "id": rule_id,
         "name": "".join(w.capitalize() for w in words),
         "shortDescription": {"text": " ".join(words).capitalize()},
@@ -90,10 +99,24 @@ def _rule(rule_id: str, findings: list[Finding]) -> dict[str, Any]:
         "help": {"text": f"See {rule_id} in the modelward rules reference: {RULES_HELP_URI}"},
         "defaultConfiguration": {"level": LEVELS[worst]},
         "properties": {
-            "tags": ["security", "ml-supply-chain", *techniques],
+            "tags": ["security", "ml-supply-chain", *sorted(techniques)],
             "security-severity": SECURITY_SEVERITY[worst],
         },
     }
+    if known is not None:
+        see = f"See {rule_id} in the modelward rules reference"
+        descriptor["shortDescription"] = {"text": known.title}
+        descriptor["fullDescription"] = {"text": known.help}
+        descriptor["help"] = {
+            "text": f"{known.help} {see}: {RULES_HELP_URI}",
+            "markdown": f"{known.help}\n\n{see}: [{RULES_HELP_URI}]({RULES_HELP_URI})",
+        }
+        if known.severity is not None:
+            descriptor["defaultConfiguration"] = {"level": LEVELS[known.severity]}
+        descriptor["properties"]["severities"] = [s.label for s in known.severities]
+        if known.technique is not None:
+            descriptor["properties"]["technique"] = known.technique
+    return descriptor
 
 
 def _result(finding: Finding, rule_index: int) -> dict[str, Any]:
