@@ -1,15 +1,18 @@
-"""The rule-set version: a content digest, remembered per user by the rule files' stat."""
+"""The rule-set version: a digest of the rule registry and the data files, remembered per user
+by the registry's digest and the data files' stat."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from modelward import __version__
+from modelward import __version__, rules
 from modelward.store import ruleset
 
 
@@ -22,9 +25,8 @@ def package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     (root / "data" / "names.toml").write_text("x = 1\n")
     (root / "data" / "__pycache__").mkdir()
     (root / "data" / "__pycache__" / "x.pyc").write_bytes(b"ignored")
-    (root / "scanner.py").write_text("# scanner\n")
+    (root / "scanner.py").write_text("# scanner\n")  # code is not part of the rule set
     monkeypatch.setattr(ruleset, "_PACKAGE", root)
-    monkeypatch.setattr(ruleset, "_RULE_SOURCES", ("data", "scanner.py", "missing.py"))
     monkeypatch.setattr(ruleset, "RACY_WINDOW_NS", 0)
     monkeypatch.setenv("MODELWARD_CACHE_DIR", str(tmp_path / "cache"))
     ruleset.ruleset_version.cache_clear()
@@ -33,7 +35,8 @@ def package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def _expected(root: Path, names: list[str]) -> str:
-    digest = hashlib.sha256()
+    registry = hashlib.sha256(rules.registry_json().encode()).hexdigest()
+    digest = hashlib.sha256(b"rules\0" + registry.encode() + b"\0")
     for name in names:
         digest.update(name.encode() + b"\0" + (root / name).read_bytes() + b"\0")
     return f"{__version__}+{digest.hexdigest()[:12]}"
@@ -44,9 +47,36 @@ def _fresh() -> str:
     return ruleset.ruleset_version()
 
 
-def test_version_is_a_digest_of_rule_file_names_and_bytes(package: Path) -> None:
-    names = ["data/kb/a.tsv", "data/names.toml", "scanner.py"]  # ordered by path parts
+def test_version_is_a_digest_of_the_registry_and_data_file_names_and_bytes(
+    package: Path,
+) -> None:
+    names = ["data/kb/a.tsv", "data/names.toml"]  # ordered by path parts
     assert ruleset.ruleset_version() == _expected(package, names)
+
+
+def test_code_does_not_change_the_version(package: Path) -> None:
+    first = ruleset.ruleset_version()
+    (package / "scanner.py").write_text("# moved elsewhere\n")
+    (package / "analysis").mkdir()
+    (package / "analysis" / "pycode.py").write_text("# a moved module\n")
+    assert _fresh() == first
+
+
+def test_a_changed_rule_changes_the_version(package: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = ruleset.ruleset_version()
+    old = rules.RULES["MW-PICKLE-UNKNOWN-GLOBAL"]
+    changed = dict(rules.RULES)
+    changed[old.id] = dataclasses.replace(old, help=old.help + " Changed.")
+    monkeypatch.setattr(rules, "RULES", changed)
+    second = _fresh()  # the registry is part of the cache key: not the remembered digest
+    assert second != first
+    assert second == _expected(package, ["data/kb/a.tsv", "data/names.toml"])
+
+
+def test_the_registry_is_serialised_deterministically() -> None:
+    text = rules.registry_json()
+    assert text == rules.registry_json()
+    assert [r["id"] for r in json.loads(text)] == list(rules.RULES)
 
 
 def test_unchanged_rule_files_are_not_read_again(
@@ -71,11 +101,11 @@ def test_a_changed_added_or_removed_rule_file_is_read_again(package: Path) -> No
     os.utime(kb, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     changed = _fresh()
     assert changed != first
-    assert changed == _expected(package, ["data/kb/a.tsv", "data/names.toml", "scanner.py"])
+    assert changed == _expected(package, ["data/kb/a.tsv", "data/names.toml"])
 
     (package / "data" / "new.toml").write_text("y = 2\n")
     added = _fresh()
-    names = ["data/kb/a.tsv", "data/names.toml", "data/new.toml", "scanner.py"]
+    names = ["data/kb/a.tsv", "data/names.toml", "data/new.toml"]
     assert added == _expected(package, names)
     (package / "data" / "new.toml").unlink()
     assert _fresh() == changed

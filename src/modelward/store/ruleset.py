@@ -1,22 +1,26 @@
 """The rule-set version a stored result was produced with, and file digests.
 
 A stored result is reused only for the same bytes scanned by the same rules: the
-version is the package version plus a digest of everything that decides a verdict
-(the rule data and the scanner sources), so a changed allow-list or scanner re-scans
-even before a release bumps the version.
+version is the package version plus a digest of the rule registry (`modelward.rules`:
+every rule's id, severity, title, technique and help, serialised deterministically) and
+of the rule data (every file under `modelward/data/`: allow/deny lists, the pickle
+knowledge base), so a changed rule or list re-scans even before a release bumps the
+version. Scanner code is not hashed: a release bumps the version for it, and moving a
+module changes nothing.
 
-The digest is of content only (each file's path inside the package and its bytes), so
-the same package gives the same version on every machine and a shared PostgreSQL store
-reuses results across them. Reading the ~18 MB it covers costs ~30 ms, too much for
-every process, so it is remembered in a small per-user file (`ruleset.json` in the
-integrity cache folder, `$MODELWARD_CACHE_DIR`), keyed by what `stat` says of every rule
-file (path, size, mtime_ns, ctime_ns, inode, device): any write to a rule file, adding or
-removing one, or another install of the package changes the key, and the next process
-reads the files again. As with the digest cache, files changed less than two seconds
-before they were read are not remembered (a second write inside one timestamp tick
-would not change the key), nor when a file changed while it was read. Whoever can write
-the cache folder can make a stale result be reused: it belongs to the user running the
-scans. Checking the key costs one `stat` per rule file (~200, about 1 ms).
+The digest is of content only (the registry, and each data file's path inside the
+package and its bytes), so the same package gives the same version on every machine and
+a shared PostgreSQL store reuses results across them. Reading the ~18 MB of data costs
+~30 ms, too much for every process, so it is remembered in a small per-user file
+(`ruleset.json` in the integrity cache folder, `$MODELWARD_CACHE_DIR`), keyed by the
+registry's digest and what `stat` says of every data file (path, size, mtime_ns,
+ctime_ns, inode, device): a changed rule, any write to a data file, adding or removing
+one, or another install of the package changes the key, and the next process reads the
+files again. As with the digest cache, files changed less than two seconds before they
+were read are not remembered (a second write inside one timestamp tick would not change
+the key), nor when a file changed while it was read. Whoever can write the cache folder
+can make a stale result be reused: it belongs to the user running the scans. Checking
+the key costs one `stat` per data file (~170, about 1 ms).
 """
 
 from __future__ import annotations
@@ -40,16 +44,8 @@ if TYPE_CHECKING:
     from modelward.integrity.cache import DigestCache
 
 _PACKAGE = Path(__file__).resolve().parent.parent
-#: Folders and modules whose content decides what a scan finds.
-_RULE_SOURCES = (
-    "data",
-    "formats",
-    "pickle",
-    "scanner.py",
-    "folders.py",
-    "findings.py",
-    "config.py",
-)
+#: The folder (inside the package) of the rule data whose content decides what a scan finds.
+_DATA = "data"
 #: The file remembering content digests by stat key, in the user's cache folder.
 CACHE_NAME = "ruleset.json"
 #: Rule files changed less than this long before they were read are not remembered.
@@ -60,25 +56,35 @@ _MAX_KEYS = 16
 
 @lru_cache(maxsize=1)
 def ruleset_version() -> str:
-    """`<version>+<12 hex>`: the package version and a digest of the rules and scanners."""
+    """`<version>+<12 hex>`: the package version and a digest of the rules and their data."""
     files = _rule_files()
-    key = _stat_key(files)
+    registry = registry_digest()
+    key = _stat_key(registry, files)
     cache = _cache_path()
     known = _read_cache(cache)
     digest = known.get(key) if key is not None else None
     if digest is None:
         started = time.time_ns()
         digest = content_digest(files)
-        if key is not None and key == _stat_key(files, settled_before=started):
+        if key is not None and key == _stat_key(registry, files, settled_before=started):
             known.pop(key, None)
             known[key] = digest
             _write_cache(cache, dict(list(known.items())[-_MAX_KEYS:]))
     return f"{__version__}+{digest}"
 
 
+def registry_digest() -> str:
+    """SHA-256 (hex) of the rule registry, serialised deterministically."""
+    from modelward.rules import registry_json
+
+    return hashlib.sha256(registry_json().encode("utf-8")).hexdigest()
+
+
 def content_digest(files: list[tuple[str, str]] | None = None) -> str:
-    """12 hex digits of SHA-256 over every rule file's package path and bytes."""
+    """12 hex digits of SHA-256 over the registry's digest, then every data file's package
+    path and bytes."""
     digest = hashlib.sha256()
+    digest.update(b"rules\0" + registry_digest().encode() + b"\0")
     for name, path in files if files is not None else _rule_files():
         digest.update(name.encode() + b"\0")
         with open(path, "rb") as f:
@@ -88,16 +94,11 @@ def content_digest(files: list[tuple[str, str]] | None = None) -> str:
 
 
 def _rule_files() -> list[tuple[str, str]]:
-    """(path inside the package, path) of every rule file, in a stable order."""
+    """(path inside the package, path) of every data file, in a stable order."""
+    root = os.path.join(_PACKAGE, _DATA)
     files: list[tuple[str, str]] = []
-    for name in _RULE_SOURCES:
-        root = os.path.join(_PACKAGE, name)
-        if os.path.isdir(root):
-            files.extend(
-                (f"{name}/{inner}", os.path.join(root, inner)) for inner in _walk(root, "")
-            )
-        elif os.path.isfile(root):
-            files.append((name, root))
+    if os.path.isdir(root):
+        files.extend((f"{_DATA}/{inner}", os.path.join(root, inner)) for inner in _walk(root, ""))
     # Ordered as the paths' parts (as `sorted(Path)` did): the digest depends on the order.
     return sorted(files, key=lambda item: item[0].split("/"))
 
@@ -115,10 +116,13 @@ def _walk(folder: str, prefix: str) -> list[str]:
     return found
 
 
-def _stat_key(files: list[tuple[str, str]], settled_before: int | None = None) -> str | None:
-    """A digest of what `stat` says of every rule file; None if one cannot be statted, or
-    (with `settled_before`) changed less than `RACY_WINDOW_NS` before that time."""
-    lines = [str(_PACKAGE)]
+def _stat_key(
+    registry: str, files: list[tuple[str, str]], settled_before: int | None = None
+) -> str | None:
+    """A digest of the registry's digest and what `stat` says of every data file; None if
+    one cannot be statted, or (with `settled_before`) changed less than `RACY_WINDOW_NS`
+    before that time."""
+    lines = [str(_PACKAGE), registry]
     for name, path in files:
         try:
             st = os.stat(path)
