@@ -187,7 +187,7 @@ def test_a_failing_check_is_a_finding_not_a_crash(
     def broken(*args: object) -> None:
         raise KeyError("parser bug")
 
-    monkeypatch.setattr("modelward.formats.jinja_template.scan_chat_template", broken)
+    monkeypatch.setattr("modelward.analysis.jinja_template.scan_chat_template", broken)
     [finding] = folder_result(modelward.scan(model)).findings
     assert (finding.rule_id, finding.severity) == ("MW-SCAN-ERROR", Severity.MEDIUM)
     assert "parser bug" in (finding.evidence or "")

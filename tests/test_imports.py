@@ -35,6 +35,7 @@ NOT_FOR_PICKLES = (
     "modelward.formats.archive",
     "modelward.formats.zip",
     "modelward.formats.keras",
+    "modelward.analysis.keras_config",
 )
 
 
@@ -106,6 +107,9 @@ def test_the_store_does_not_import_the_scan_core(tmp_path: Path) -> None:
         "modelward.formats",
         "modelward.formats.keras",
         "modelward.formats.hdf5",
+        "modelward.analysis.keras_config",
+        "modelward.analysis.pycode",
+        "modelward.analysis.jinja_template",
         "modelward.folders",
         "modelward.integrity.cache",
         "modelward.distributed.tasks",

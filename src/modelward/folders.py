@@ -356,7 +356,7 @@ def _code_uses(modules: list[Path], folder: Path, ctx: ScanContext) -> list[tupl
     transformers copies and imports those too (`get_relative_import_files`). Source that
     cannot be read or parsed is graded high: what it runs is unknown.
     """
-    from modelward.formats.pycode import find_code_uses, parse_python
+    from modelward.analysis.pycode import find_code_uses, parse_python
 
     found: list[tuple[Severity, str]] = []
     queue = list(dict.fromkeys(modules))
@@ -392,7 +392,7 @@ def _code_uses(modules: list[Path], folder: Path, ctx: ScanContext) -> list[tupl
 
 def _check_templates(value: object, source: Path, ctx: ScanContext) -> None:
     """`chat_template` is one template or a list of `{"name", "template"}` objects."""
-    from modelward.formats.jinja_template import scan_chat_template
+    from modelward.analysis.jinja_template import scan_chat_template
 
     location = Location(str(source))
     if isinstance(value, str):
@@ -410,7 +410,7 @@ def _check_templates(value: object, source: Path, ctx: ScanContext) -> None:
 
 
 def _check_template_file(path: Path, ctx: ScanContext) -> None:
-    from modelward.formats.jinja_template import scan_chat_template
+    from modelward.analysis.jinja_template import scan_chat_template
 
     if path.suffix == ".jinja":
         text = _read_text(path, ctx)

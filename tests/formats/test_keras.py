@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 import modelward
 from fixtures import keras_models as km
+from modelward.analysis._marshal import MarshalError, read_code
+from modelward.analysis.keras_config import analyse_keras_config
 from modelward.findings import Location, ScanResult, Severity
-from modelward.formats._marshal import MarshalError, read_code
 from modelward.formats.base import ScanContext
-from modelward.formats.keras import analyse_keras_config
 from modelward.scanner import dispatch
 
 

@@ -1,7 +1,7 @@
 """The ONNX scanner's own protobuf decoder against `onnx`'s: same refusals, same fields read.
 
 The scanner decodes nodes, functions, training graphs and tensor descriptions without the
-`onnx` package (formats/_protowire.py `decode_message`, steered by data/onnx_schema.toml). Here
+`onnx` package (analysis/_protowire.py `decode_message`, steered by data/onnx_schema.toml). Here
 `onnx`'s protobuf classes are the oracle: on real messages, damaged ones and arbitrary wire
 bytes, both refuse the same inputs and, where both decode, read the same op types, domains,
 names, subgraphs and external-data entries.
@@ -31,8 +31,8 @@ from fixtures.onnx_models import (
     nested_node,
     nested_subgraphs,
 )
+from modelward.analysis._protowire import MAX_DEPTH, int32, int64
 from modelward.formats import onnx as scanner
-from modelward.formats._protowire import MAX_DEPTH, int32, int64
 
 ROOTS = (
     "NodeProto",

@@ -16,8 +16,8 @@ import onnx.defs
 from google.protobuf.descriptor import FieldDescriptor
 
 from modelward._datafile import load_table
+from modelward.analysis._protowire import LEN, VARINT
 from modelward.formats import onnx as scanner
-from modelward.formats._protowire import LEN, VARINT
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "refresh_onnx_schemas.py"
 

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 import modelward
 from fixtures import savedmodels as sm
 from fixtures.keras_models import os_lambda_bytecode
+from modelward.analysis import _protowire as pw
 from modelward.findings import Severity
-from modelward.formats import _protowire as pw
 
 
 def test_realistic_savedmodel_is_clean(tmp_path: Path) -> None:

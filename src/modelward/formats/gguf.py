@@ -14,11 +14,11 @@ import struct
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from modelward.analysis.jinja_template import scan_chat_template
 from modelward.findings import Severity
 from modelward.formats._capped import CappedReporter
 from modelward.formats._extents import Extent, layout_problems
 from modelward.formats.base import Blob, ScanContext
-from modelward.formats.jinja_template import scan_chat_template
 
 MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = frozenset({1, 2, 3})

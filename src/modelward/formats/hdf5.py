@@ -12,11 +12,11 @@ from __future__ import annotations
 import io
 from typing import BinaryIO
 
+from modelward.analysis.keras_config import analyse_keras_json
 from modelward.findings import Severity
 from modelward.formats._hdf5_reader import Hdf5Error, RootAttributes, read_root_attributes
 from modelward.formats._magic import hdf5_signature_offset
 from modelward.formats.base import HEAD_SIZE, Blob, ScanContext
-from modelward.formats.keras import analyse_keras_json
 
 #: The root attributes Keras reads when it loads a legacy `.h5`.
 KERAS_CONFIG_ATTRIBUTES = ("model_config", "training_config")

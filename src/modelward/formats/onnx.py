@@ -24,9 +24,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from modelward._datafile import load_table, name_set
-from modelward.findings import Severity
-from modelward.formats._capped import CappedReporter
-from modelward.formats._protowire import (
+from modelward.analysis._protowire import (
     FIXED32,
     FIXED64,
     LEN,
@@ -39,6 +37,8 @@ from modelward.formats._protowire import (
     int64,
     read_varint,
 )
+from modelward.findings import Severity
+from modelward.formats._capped import CappedReporter
 from modelward.formats.base import Blob, ScanContext
 
 if TYPE_CHECKING:

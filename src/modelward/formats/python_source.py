@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from importlib.util import decode_source
 
+from modelward.analysis.pycode import MAX_SOURCE_BYTES, scan_python_source
 from modelward.findings import Severity
 from modelward.formats.base import Blob, ScanContext
-from modelward.formats.pycode import MAX_SOURCE_BYTES, scan_python_source
 
 
 class PythonSourceScanner:

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from functools import cache
 
 from modelward._datafile import load_table
+from modelward.analysis import _protowire as pw
+from modelward.analysis.keras_config import analyse_keras_json
 from modelward.findings import Location, Severity
-from modelward.formats import _protowire as pw
 from modelward.formats.base import Blob, ScanContext
-from modelward.formats.keras import analyse_keras_json
 
 # Field numbers from tensorflow/core/protobuf/{saved_model,meta_graph}.proto,
 # tensorflow/core/protobuf/saved_object_graph.proto,

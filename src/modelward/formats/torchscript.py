@@ -32,8 +32,8 @@ from fnmatch import fnmatchcase
 from functools import cache
 
 from modelward._datafile import load_table, name_set
+from modelward.analysis import pycode
 from modelward.findings import Finding, Location, ScanResult, Severity
-from modelward.formats import pycode
 from modelward.formats.base import Blob, ScanContext
 from modelward.formats.pickle import scan_pickle_stream
 from modelward.formats.zip import (

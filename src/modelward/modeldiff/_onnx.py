@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from modelward.formats._protowire import LEN, VARINT, ProtoError, read_varint
+from modelward.analysis._protowire import LEN, VARINT, ProtoError, read_varint
 from modelward.formats.base import Blob, ScanContext
 from modelward.formats.onnx import (
     MAX_SUBGRAPH_DEPTH,

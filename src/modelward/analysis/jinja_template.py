@@ -23,8 +23,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from modelward._datafile import load_table, name_set
-from modelward.findings import Location, Severity
-from modelward.formats._jinja_eval import (
+from modelward.analysis._jinja_eval import (
     MAX_CHOICES,
     Evaluator,
     GlobalRef,
@@ -32,6 +31,7 @@ from modelward.formats._jinja_eval import (
     Value,
     format_fields,
 )
+from modelward.findings import Location, Severity
 from modelward.formats.base import ScanContext
 
 if TYPE_CHECKING:

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from modelward.analysis.pycode import find_code_uses, parse_python, scan_python_source
 from modelward.config import ScanConfig
 from modelward.findings import Location, ScanResult, Severity
 from modelward.formats.base import ScanContext
-from modelward.formats.pycode import find_code_uses, parse_python, scan_python_source
 from modelward.scanner import dispatch
 
 SOURCE = """\

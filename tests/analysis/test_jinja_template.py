@@ -10,12 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fixtures.chat_templates import BENIGN, COMPUTED_NAMES, SSTI
-from modelward.findings import Severity
-from modelward.formats.jinja_template import (
+from modelward.analysis.jinja_template import (
     EXCERPT_CHARS,
     MAX_TEMPLATE_CHARS,
     analyse_chat_template,
 )
+from modelward.findings import Severity
 
 
 @pytest.mark.parametrize("name", sorted(BENIGN))
