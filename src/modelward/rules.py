@@ -679,7 +679,7 @@ RULES: dict[str, Rule] = _index(
     Rule(
         "MW-HF-CODE-PATH",
         HIGH,
-        "auto_map module is not a module name",
+        "Bad auto_map module path",
         MODEL_SUPPLY_CHAIN,
         "An `auto_map` module is not a Python module name (`../../x`, `/abs`): loaders build "
         "download and copy paths from it.",
@@ -1118,7 +1118,7 @@ RULES: dict[str, Rule] = _index(
     Rule(
         "MW-PT2-NATIVE-CODE",
         MEDIUM,
-        "torch.export archive holds native code",
+        "Native code in a torch.export archive",
         MODEL_SUPPLY_CHAIN,
         "A `torch.export` archive holds AOTInductor native code (a shared library) that loading "
         "runs; it cannot be analysed.",

@@ -203,3 +203,35 @@ def test_any_findings_give_valid_sarif(
     ]
     log = valid_sarif(ScanReport(results=results))
     assert len(log["runs"][0]["results"]) == len(rows)
+
+
+def test_registered_rules_are_described_by_the_registry() -> None:
+    from modelward.rules import RULES
+
+    location = Location("m.pkl")
+    report = ScanReport(
+        results=[
+            ScanResult(
+                path="m.pkl",
+                findings=[
+                    Finding("MW-PICKLE-DANGEROUS-GLOBAL", Severity.CRITICAL, location, "os.system"),
+                    Finding("MW-PICKLE-UNKNOWN-GLOBAL", Severity.LOW, location, "x.Y"),
+                    Finding("MW-PYCODE-EXEC", Severity.MEDIUM, location, "trust_remote_code"),
+                ],
+            )
+        ]
+    )
+    [run] = valid_sarif(report)["runs"]
+    rules = {r["id"]: r for r in run["tool"]["driver"]["rules"]}
+    dangerous = rules["MW-PICKLE-DANGEROUS-GLOBAL"]
+    registered = RULES["MW-PICKLE-DANGEROUS-GLOBAL"]
+    assert dangerous["shortDescription"]["text"] == registered.title
+    assert dangerous["fullDescription"]["text"] == registered.help
+    assert dangerous["help"]["text"].startswith(registered.help)
+    assert dangerous["properties"]["technique"] == registered.technique
+    assert registered.technique in dangerous["properties"]["tags"]
+    # No fixed severity in the registry: the worst seen; a fixed one: the registry's default,
+    # while GitHub's security-severity stays the worst seen in the run.
+    assert rules["MW-PICKLE-UNKNOWN-GLOBAL"]["defaultConfiguration"]["level"] == "note"
+    assert rules["MW-PYCODE-EXEC"]["defaultConfiguration"]["level"] == "error"
+    assert rules["MW-PYCODE-EXEC"]["properties"]["security-severity"] == "5.5"
