@@ -1,5 +1,5 @@
-"""The rule-set version: a digest of the rule registry and the data files, remembered per user
-by the registry's digest and the data files' stat."""
+"""The rule-set version: a digest of the rule registry, the data files and the code's content,
+remembered per user by the registry's digest and the files' stat."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     (root / "data" / "names.toml").write_text("x = 1\n")
     (root / "data" / "__pycache__").mkdir()
     (root / "data" / "__pycache__" / "x.pyc").write_bytes(b"ignored")
-    (root / "scanner.py").write_text("# scanner\n")  # code is not part of the rule set
+    (root / "scanner.py").write_text("# scanner\n")  # code counts by content, not by path
     monkeypatch.setattr(ruleset, "_PACKAGE", root)
     monkeypatch.setattr(ruleset, "RACY_WINDOW_NS", 0)
     monkeypatch.setenv("MODELWARD_CACHE_DIR", str(tmp_path / "cache"))
@@ -34,11 +34,13 @@ def package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     ruleset.ruleset_version.cache_clear()
 
 
-def _expected(root: Path, names: list[str]) -> str:
+def _expected(root: Path, names: list[str], code: tuple[str, ...] = ("scanner.py",)) -> str:
     registry = hashlib.sha256(rules.registry_json().encode()).hexdigest()
     digest = hashlib.sha256(b"rules\0" + registry.encode() + b"\0")
     for name in names:
         digest.update(name.encode() + b"\0" + (root / name).read_bytes() + b"\0")
+    for item in sorted(hashlib.sha256((root / name).read_bytes()).digest() for name in code):
+        digest.update(b"code\0" + item)
     return f"{__version__}+{digest.hexdigest()[:12]}"
 
 
@@ -54,12 +56,18 @@ def test_version_is_a_digest_of_the_registry_and_data_file_names_and_bytes(
     assert ruleset.ruleset_version() == _expected(package, names)
 
 
-def test_code_does_not_change_the_version(package: Path) -> None:
+def test_moving_a_module_does_not_change_the_version(package: Path) -> None:
     first = ruleset.ruleset_version()
-    (package / "scanner.py").write_text("# moved elsewhere\n")
     (package / "analysis").mkdir()
-    (package / "analysis" / "pycode.py").write_text("# a moved module\n")
+    (package / "scanner.py").rename(package / "analysis" / "scanner.py")
     assert _fresh() == first
+
+
+def test_changed_code_changes_the_version(package: Path) -> None:
+    """A fixed scanner must not hand back a result stored before the fix."""
+    first = ruleset.ruleset_version()
+    (package / "scanner.py").write_text("# scanner, fixed\n")
+    assert _fresh() != first
 
 
 def test_a_changed_rule_changes_the_version(package: Path, monkeypatch: pytest.MonkeyPatch) -> None:

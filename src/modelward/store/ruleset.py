@@ -5,11 +5,12 @@ version is the package version plus a digest of the rule registry (`modelward.ru
 every rule's id, severity, title, technique and help, serialised deterministically) and
 of the rule data (every file under `modelward/data/`: allow/deny lists, the pickle
 knowledge base), so a changed rule or list re-scans even before a release bumps the
-version. Scanner code is not hashed: a release bumps the version for it, and moving a
-module changes nothing.
+version, and of the package's code: a fixed scanner must not hand back a stored "clean"
+for a file it now flags. Code is hashed by content alone (the sorted digests of every
+module, not their paths), so moving a module changes nothing; no list of paths is kept.
 
-The digest is of content only (the registry, and each data file's path inside the
-package and its bytes), so the same package gives the same version on every machine and
+The digest is of content only (the registry, each data file's path inside the package
+and its bytes, the code's content), so the same package gives the same version on every machine and
 a shared PostgreSQL store reuses results across them. Reading the ~18 MB of data costs
 ~30 ms, too much for every process, so it is remembered in a small per-user file
 (`ruleset.json` in the integrity cache folder, `$MODELWARD_CACHE_DIR`), keyed by the
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
 _PACKAGE = Path(__file__).resolve().parent.parent
 #: The folder (inside the package) of the rule data whose content decides what a scan finds.
 _DATA = "data"
+#: Names of code files in the file list start with this: they are hashed without their path.
+_CODE = "code:"
 #: The file remembering content digests by stat key, in the user's cache folder.
 CACHE_NAME = "ruleset.json"
 #: Rule files changed less than this long before they were read are not remembered.
@@ -81,24 +84,35 @@ def registry_digest() -> str:
 
 
 def content_digest(files: list[tuple[str, str]] | None = None) -> str:
-    """12 hex digits of SHA-256 over the registry's digest, then every data file's package
-    path and bytes."""
+    """12 hex digits of SHA-256 over the registry's digest, every data file's package path
+    and bytes, then the sorted SHA-256s of the code files (their paths left out)."""
     digest = hashlib.sha256()
     digest.update(b"rules\0" + registry_digest().encode() + b"\0")
+    code: list[bytes] = []
     for name, path in files if files is not None else _rule_files():
-        digest.update(name.encode() + b"\0")
         with open(path, "rb") as f:
-            digest.update(f.read())
-        digest.update(b"\0")
+            data = f.read()
+        if name.startswith(_CODE):
+            code.append(hashlib.sha256(data).digest())
+        else:
+            digest.update(name.encode() + b"\0" + data + b"\0")
+    for item in sorted(code):
+        digest.update(b"code\0" + item)
     return digest.hexdigest()[:12]
 
 
 def _rule_files() -> list[tuple[str, str]]:
-    """(path inside the package, path) of every data file, in a stable order."""
+    """(path inside the package, path) of every data file and (`code:` + path, path) of
+    every module, in a stable order."""
     root = os.path.join(_PACKAGE, _DATA)
     files: list[tuple[str, str]] = []
     if os.path.isdir(root):
         files.extend((f"{_DATA}/{inner}", os.path.join(root, inner)) for inner in _walk(root, ""))
+    files.extend(
+        (f"{_CODE}{inner}", os.path.join(_PACKAGE, inner))
+        for inner in _walk(str(_PACKAGE), "")
+        if inner.endswith(".py") and not inner.startswith(f"{_DATA}/")
+    )
     # Ordered as the paths' parts (as `sorted(Path)` did): the digest depends on the order.
     return sorted(files, key=lambda item: item[0].split("/"))
 
