@@ -41,7 +41,7 @@ from typing import Any
 
 from modelward.config import ScanConfig
 from modelward.findings import Location, ScanResult, Severity
-from modelward.formats.base import Blob, ScanAborted, ScanContext
+from modelward.formats.interface import Blob, ScanAborted, ScanContext
 
 FOLDER_FORMAT = "hf-model-folder"
 

@@ -17,7 +17,7 @@ from modelward.config import ScanConfig
 from modelward.findings import Finding, Location, ScanResult, Severity
 from modelward.folders import scan_model_folders
 from modelward.formats import SCANNERS
-from modelward.formats.base import HEAD_SIZE, Blob, ScanAborted, ScanContext
+from modelward.formats.interface import HEAD_SIZE, Blob, ScanAborted, ScanContext
 from modelward.pickle.sniff import looks_like_text
 
 #: Folders never descended into when a directory is scanned.

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from modelward.analysis.pycode import find_code_uses, parse_python, scan_python_source
 from modelward.config import ScanConfig
 from modelward.findings import Location, ScanResult, Severity
-from modelward.formats.base import ScanContext
+from modelward.formats.interface import ScanContext
 from modelward.scanner import dispatch
 
 SOURCE = """\

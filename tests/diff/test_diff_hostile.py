@@ -21,7 +21,7 @@ from fixtures.diff_models import (
 )
 from modelward.config import ScanConfig
 from modelward.findings import ScanResult
-from modelward.formats.base import ScanContext
+from modelward.formats.interface import ScanContext
 from modelward.modeldiff import DiffError
 from modelward.modeldiff._torch import _evaluate, _tensors
 from modelward.pickle.machine import Const, DictValue, ListValue, TupleValue

@@ -24,7 +24,7 @@ from fixtures.archives import (
 from modelward.config import Limits, ScanConfig
 from modelward.findings import ScanResult, Severity
 from modelward.formats import SCANNERS, archive
-from modelward.formats.base import Blob, ScanContext
+from modelward.formats.interface import Blob, ScanContext
 
 SUFFIXES = {"gzip": ".gz", "bzip2": ".bz2", "xz": ".xz"}
 

@@ -13,7 +13,7 @@ import modelward
 from fixtures.archives import TarEntry, tar_bytes, zip_bytes
 from modelward.config import Limits, ScanConfig
 from modelward.findings import ScanResult, Severity
-from modelward.formats.base import DECOMPRESSION_BUDGET_RULE, Blob, ScanContext
+from modelward.formats.interface import DECOMPRESSION_BUDGET_RULE, Blob, ScanContext
 from modelward.scanner import dispatch
 
 #: Every stream of the fixtures stays under this per-stream cap ...

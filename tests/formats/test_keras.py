@@ -17,7 +17,7 @@ from fixtures import keras_models as km
 from modelward.analysis._marshal import MarshalError, read_code
 from modelward.analysis.keras_config import analyse_keras_config
 from modelward.findings import Location, ScanResult, Severity
-from modelward.formats.base import ScanContext
+from modelward.formats.interface import ScanContext
 from modelward.scanner import dispatch
 
 

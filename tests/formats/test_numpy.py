@@ -16,7 +16,7 @@ from fixtures import numpy_arrays
 from fixtures.torch_models import Payload
 from modelward.config import ScanConfig
 from modelward.findings import Location, ScanResult, Severity
-from modelward.formats.base import Blob, ScanContext
+from modelward.formats.interface import Blob, ScanContext
 from modelward.formats.numpy import has_object, itemsize
 from modelward.scanner import dispatch
 

@@ -27,7 +27,7 @@ from fixtures.onnx_models import (
 )
 from modelward.config import ScanConfig
 from modelward.findings import Severity
-from modelward.formats.base import HEAD_SIZE, Blob, ScanContext
+from modelward.formats.interface import HEAD_SIZE, Blob, ScanContext
 from modelward.formats.onnx import OnnxScanner
 from modelward.scanner import dispatch
 

@@ -30,7 +30,7 @@ from fixtures.onnx_models import benign_mlp
 from fixtures.savedmodels import benign_keras_metadata, benign_saved_model, fingerprint
 from modelward.findings import Location
 from modelward.formats import SCANNERS, LazyScanner
-from modelward.formats.base import HEAD_SIZE, Blob
+from modelward.formats.interface import HEAD_SIZE, Blob
 
 
 def _written(folder: Path) -> dict[str, Path]:

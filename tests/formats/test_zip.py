@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from fixtures.torch_models import Payload, payload_pickle
 from modelward.config import Limits, ScanConfig
 from modelward.findings import Location, ScanResult, Severity
-from modelward.formats.base import Blob, ScanContext
+from modelward.formats.interface import Blob, ScanContext
 from modelward.formats.zip import looks_like_zip, member_names, read_zip
 from modelward.scanner import dispatch
 

@@ -23,7 +23,7 @@ from modelward.config import Limits, ScanConfig
 from modelward.findings import Location, ScanResult
 from modelward.folders import FOLDER_FORMAT, auto_map_references, scan_model_folder
 from modelward.formats import archive
-from modelward.formats.base import Blob, ScanContext
+from modelward.formats.interface import Blob, ScanContext
 from modelward.scanner import dispatch
 
 #: Small limits so that a mutation that inflates something hits them quickly.

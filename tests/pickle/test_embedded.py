@@ -22,7 +22,7 @@ import pytest
 from fixtures.pickles import reduce_pickle, scan_bytes
 from modelward.config import ScanConfig
 from modelward.findings import Finding, Severity
-from modelward.formats.base import ScanAborted
+from modelward.formats.interface import ScanAborted
 from modelward.pickle.embedded import MAX_EMBEDDED_BYTES
 
 Encode = Callable[[bytes], object]

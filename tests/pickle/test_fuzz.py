@@ -16,7 +16,7 @@ import modelward
 from fixtures.pickles import MALICIOUS, numpy_arrays, plain_containers, scan_bytes
 from modelward.config import ScanConfig
 from modelward.findings import Location, ScanResult
-from modelward.formats.base import ScanContext
+from modelward.formats.interface import ScanContext
 from modelward.formats.pickle import looks_like_pickle, scan_pickle_stream
 from modelward.pickle.opcodes import OPCODES, Arg
 from modelward.scanner import dispatch

@@ -186,7 +186,7 @@ def test_random_printable_text_never_reaches_an_import(text: str) -> None:
 
 
 def test_head_size_is_the_dispatchers() -> None:
-    from modelward.formats import base
+    from modelward.formats import interface as base
     from modelward.pickle import sniff
 
     assert sniff.HEAD_SIZE == base.HEAD_SIZE

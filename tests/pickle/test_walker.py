@@ -23,7 +23,7 @@ from fixtures.pickles import (
 )
 from modelward.config import ScanConfig
 from modelward.findings import Finding, Location, ScanResult, Severity
-from modelward.formats.base import ScanAborted, ScanContext
+from modelward.formats.interface import ScanAborted, ScanContext
 from modelward.formats.pickle import scan_pickle_stream
 from modelward.pickle.machine import PickleMachine
 from modelward.pickle.opcodes import OPCODES

@@ -32,7 +32,7 @@ from modelward.analysis._jinja_eval import (
     format_fields,
 )
 from modelward.findings import Location, Severity
-from modelward.formats.base import ScanContext
+from modelward.formats.interface import ScanContext
 
 if TYPE_CHECKING:
     import jinja2

@@ -22,7 +22,7 @@ from modelward._datafile import load_table
 from modelward.analysis import pycode
 from modelward.analysis._marshal import CodeInfo, MarshalError, read_code
 from modelward.findings import Location, Severity
-from modelward.formats.base import Blob, ScanContext
+from modelward.formats.interface import Blob, ScanContext
 
 #: JSON values walked in one config before the rest is reported as not analysed.
 MAX_CONFIG_NODES = 2_000_000

@@ -27,7 +27,7 @@ from functools import cache
 
 from modelward._datafile import load_table
 from modelward.findings import Location, Severity
-from modelward.formats.base import ScanContext
+from modelward.formats.interface import ScanContext
 
 #: Source bigger than this is not parsed (a finding instead): model code is small.
 MAX_SOURCE_BYTES = 4 * 1024 * 1024

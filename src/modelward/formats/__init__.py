@@ -1,4 +1,5 @@
-"""One module per model format, each behind the `FormatScanner` interface in `base`.
+"""One module per model format, each behind the `FormatScanner` interface in `interface`
+(stream helpers private beside it, in `_streams`).
 
 `SCANNERS` is the detection order: the first scanner whose `detect` accepts a
 blob's bytes scans it. More specific formats come before the generic ones they
@@ -17,11 +18,11 @@ from functools import cached_property
 from typing import TYPE_CHECKING, cast
 
 from modelward.formats import _magic
-from modelward.formats.base import Blob, FormatScanner
+from modelward.formats.interface import Blob, FormatScanner
 from modelward.pickle.sniff import looks_like_pickle
 
 if TYPE_CHECKING:
-    from modelward.formats.base import ScanContext
+    from modelward.formats.interface import ScanContext
 
 #: A cheap necessary condition for a format: False only when the scanner would say no.
 CouldBe = Callable[[Blob, bytes], bool]

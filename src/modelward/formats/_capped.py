@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 
 from modelward.findings import Location, Severity
-from modelward.formats.base import ScanContext
+from modelward.formats.interface import ScanContext
 
 #: Findings of one rule kept per scanned blob before the rest are summarised.
 DEFAULT_CAP = 20

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from modelward.formats.base import Blob
+    from modelward.formats.interface import Blob
 
 #: joblib < 0.10 `ZF` files: the prefix and `hex(length)` padded to `len(hex(2**64))`.
 ZFILE_HEADER = 2 + 19

@@ -43,7 +43,7 @@ from py7zr.io import Py7zIO, WriterFactory
 
 from modelward.findings import Location, Severity
 from modelward.formats.archive import BOMB_MIN_BYTES, member_path_escapes
-from modelward.formats.base import IN_MEMORY_BYTES, Blob, ScanAborted, ScanContext
+from modelward.formats.interface import IN_MEMORY_BYTES, Blob, ScanAborted, ScanContext
 
 #: Signature header: magic, version (2 bytes), start header CRC, next header offset, size, CRC.
 _START_HEADER = struct.Struct("<6sBBIQQI")

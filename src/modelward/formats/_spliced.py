@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import BinaryIO, cast
 
 from modelward.findings import Finding, Location, ScanResult
-from modelward.formats.base import ScanContext
+from modelward.formats.interface import ScanContext
 from modelward.formats.pickle import scan_pickle_stream
 
 _CHUNK = 1024 * 1024

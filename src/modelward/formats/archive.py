@@ -38,14 +38,8 @@ from typing import BinaryIO, cast
 from modelward.config import Limits
 from modelward.findings import Location, Severity
 from modelward.formats._magic import bzip2_magic, gzip_magic, tar_header_ok, xz_magic
-from modelward.formats.base import (
-    HEAD_SIZE,
-    IN_MEMORY_BYTES,
-    Blob,
-    ByteWindow,
-    ScanAborted,
-    ScanContext,
-)
+from modelward.formats._streams import ByteWindow
+from modelward.formats.interface import HEAD_SIZE, IN_MEMORY_BYTES, Blob, ScanAborted, ScanContext
 from modelward.formats.pickle import looks_like_pickle, scan_pickle_stream
 
 #: Expansion only counts as a bomb past this size, so a tiny file of zeros is not a finding.

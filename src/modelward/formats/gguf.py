@@ -18,7 +18,7 @@ from modelward.analysis.jinja_template import scan_chat_template
 from modelward.findings import Severity
 from modelward.formats._capped import CappedReporter
 from modelward.formats._extents import Extent, layout_problems
-from modelward.formats.base import Blob, ScanContext
+from modelward.formats.interface import Blob, ScanContext
 
 MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = frozenset({1, 2, 3})

@@ -16,7 +16,7 @@ from modelward.analysis.keras_config import analyse_keras_json
 from modelward.findings import Severity
 from modelward.formats._hdf5_reader import Hdf5Error, RootAttributes, read_root_attributes
 from modelward.formats._magic import hdf5_signature_offset
-from modelward.formats.base import HEAD_SIZE, Blob, ScanContext
+from modelward.formats.interface import HEAD_SIZE, Blob, ScanContext
 
 #: The root attributes Keras reads when it loads a legacy `.h5`.
 KERAS_CONFIG_ATTRIBUTES = ("model_config", "training_config")

@@ -33,7 +33,8 @@ from typing import BinaryIO, cast
 from modelward.findings import Finding, Severity
 from modelward.formats._magic import ZFILE_HEADER, compression
 from modelward.formats._spliced import scan_pickle_ranges
-from modelward.formats.base import Blob, CountingReader, ReportingReader, ScanAborted, ScanContext
+from modelward.formats._streams import CountingReader, ReportingReader
+from modelward.formats.interface import Blob, ScanAborted, ScanContext
 from modelward.formats.numpy import itemsize
 from modelward.formats.pickle import looks_like_pickle
 from modelward.pickle.machine import (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from modelward.analysis.keras_config import analyse_keras_json
-from modelward.formats.base import Blob, ScanContext
+from modelward.formats.interface import Blob, ScanContext
 from modelward.formats.zip import ZIPFILE, read_zip, scan_members, zip_reading
 
 _CONFIG_MEMBERS = ("config.json",)

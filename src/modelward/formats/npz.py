@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modelward.formats.base import Blob, ScanContext
+from modelward.formats.interface import Blob, ScanContext
 from modelward.formats.zip import ZIPFILE, read_zip, scan_members, zip_reading
 
 

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 from modelward.findings import Severity
 from modelward.formats._spliced import scan_pickle_ranges
-from modelward.formats.base import IN_MEMORY_BYTES, Blob, ScanAborted, ScanContext
+from modelward.formats.interface import IN_MEMORY_BYTES, Blob, ScanAborted, ScanContext
 
 MAGIC = b"\x93NUMPY"
 #: Header length field width for each supported major version.

@@ -39,7 +39,7 @@ from modelward.analysis._protowire import (
 )
 from modelward.findings import Severity
 from modelward.formats._capped import CappedReporter
-from modelward.formats.base import Blob, ScanContext
+from modelward.formats.interface import Blob, ScanContext
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import BinaryIO
 
 from modelward.findings import Location, Severity
-from modelward.formats.base import HEAD_SIZE, Blob, ScanContext
+from modelward.formats.interface import HEAD_SIZE, Blob, ScanContext
 from modelward.pickle.analysis import analyse_stream
 from modelward.pickle.sniff import looks_like_pickle
 from modelward.pickle.walker import ByteSource

@@ -41,7 +41,7 @@ import re
 from dataclasses import dataclass, field
 
 from modelward.findings import Severity
-from modelward.formats.base import Blob, ScanContext
+from modelward.formats.interface import Blob, ScanContext
 from modelward.formats.pytorch import LEGACY_PICKLES, scan_pickle_blob
 from modelward.formats.zip import (
     ZipArchive,

@@ -11,7 +11,7 @@ from importlib.util import decode_source
 
 from modelward.analysis.pycode import MAX_SOURCE_BYTES, scan_python_source
 from modelward.findings import Severity
-from modelward.formats.base import Blob, ScanContext
+from modelward.formats.interface import Blob, ScanContext
 
 
 class PythonSourceScanner:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 
 from modelward.findings import Severity
-from modelward.formats.base import Blob, ScanAborted, ScanContext
+from modelward.formats.interface import Blob, ScanAborted, ScanContext
 from modelward.formats.pickle import scan_pickle_stream
 from modelward.formats.zip import (
     READERS,

@@ -22,8 +22,9 @@ from typing import BinaryIO, cast
 
 from modelward.findings import Location, Severity
 from modelward.formats._spliced import scan_pickle_ranges
+from modelward.formats._streams import ByteWindow
 from modelward.formats.archive import TAR, _BoundedTarInfo
-from modelward.formats.base import IN_MEMORY_BYTES, Blob, ByteWindow, ScanAborted, ScanContext
+from modelward.formats.interface import IN_MEMORY_BYTES, Blob, ScanAborted, ScanContext
 from modelward.formats.pickle import scan_pickle_stream
 
 #: Element sizes of the storage classes `legacy_load` reads raw bytes for (`_dtype`).

@@ -20,7 +20,7 @@ from typing import Any
 from modelward.findings import Severity
 from modelward.formats._capped import CappedReporter
 from modelward.formats._extents import Extent, layout_problems
-from modelward.formats.base import Blob, ScanContext
+from modelward.formats.interface import Blob, ScanContext
 from modelward.pickle.sniff import looks_like_pickle, walk_head
 
 #: Bits per element of every dtype the safetensors specification defines.

@@ -20,7 +20,7 @@ from modelward._datafile import load_table
 from modelward.analysis import _protowire as pw
 from modelward.analysis.keras_config import analyse_keras_json
 from modelward.findings import Location, Severity
-from modelward.formats.base import Blob, ScanContext
+from modelward.formats.interface import Blob, ScanContext
 
 # Field numbers from tensorflow/core/protobuf/{saved_model,meta_graph}.proto,
 # tensorflow/core/protobuf/saved_object_graph.proto,

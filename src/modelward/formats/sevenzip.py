@@ -3,7 +3,7 @@ imported only when a 7z file is scanned."""
 
 from __future__ import annotations
 
-from modelward.formats.base import Blob, ScanContext
+from modelward.formats.interface import Blob, ScanContext
 
 MAGIC = b"7z\xbc\xaf\x27\x1c"
 

@@ -34,7 +34,7 @@ from functools import cache
 from modelward._datafile import load_table, name_set
 from modelward.analysis import pycode
 from modelward.findings import Finding, Location, ScanResult, Severity
-from modelward.formats.base import Blob, ScanContext
+from modelward.formats.interface import Blob, ScanContext
 from modelward.formats.pickle import scan_pickle_stream
 from modelward.formats.zip import (
     ZipArchive,

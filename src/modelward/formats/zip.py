@@ -34,14 +34,8 @@ from typing import BinaryIO, cast
 from modelward.config import Limits
 from modelward.findings import Severity
 from modelward.formats._magic import ZIP_END_MAGIC, ZIP_LOCAL_MAGIC
-from modelward.formats.base import (
-    Blob,
-    ByteWindow,
-    CountingReader,
-    ReportingReader,
-    ScanAborted,
-    ScanContext,
-)
+from modelward.formats._streams import ByteWindow, CountingReader, ReportingReader
+from modelward.formats.interface import Blob, ScanAborted, ScanContext
 
 _CENTRAL_MAGIC = b"PK\x01\x02"
 _EOCD = struct.Struct("<4sHHHHIIH")

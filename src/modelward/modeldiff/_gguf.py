@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from modelward.formats.base import Blob, ScanContext
 from modelward.formats.gguf import GGUFError, read_tensor_table
+from modelward.formats.interface import Blob, ScanContext
 from modelward.modeldiff.structure import DiffError, ModelStructure, TensorInfo
 
 #: ggml types whose elements are plain numbers, by their safetensors dtype name.

@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from modelward.formats.base import Blob, ScanContext
+from modelward.formats.interface import Blob, ScanContext
 from modelward.formats.zip import read_zip
 from modelward.modeldiff.structure import DiffError, GraphNode, ModelStructure
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from modelward.analysis._protowire import LEN, VARINT, ProtoError, read_varint
-from modelward.formats.base import Blob, ScanContext
+from modelward.formats.interface import Blob, ScanContext
 from modelward.formats.onnx import (
     MAX_SUBGRAPH_DEPTH,
     FileMessage,

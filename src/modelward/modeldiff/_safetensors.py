@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modelward.formats.base import Blob, ScanContext
+from modelward.formats.interface import Blob, ScanContext
 from modelward.formats.safetensors import DTYPE_BITS, load_header_json
 from modelward.modeldiff.structure import DiffError, ModelStructure, TensorInfo
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from modelward.formats.base import Blob, ScanContext
+from modelward.formats.interface import Blob, ScanContext
 from modelward.formats.pytorch import LEGACY_PICKLES
 from modelward.formats.zip import ZipMember, read_zip
 from modelward.modeldiff.structure import DiffError, ModelStructure, TensorInfo

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from modelward.config import ScanConfig
 from modelward.findings import Finding, ScanResult, Severity
-from modelward.formats.base import HEAD_SIZE, Blob, FormatScanner, ScanAborted, ScanContext
+from modelward.formats.interface import HEAD_SIZE, Blob, FormatScanner, ScanAborted, ScanContext
 from modelward.modeldiff.structure import DiffError, ModelStructure
 
 Reader = Callable[[Blob, ScanContext], ModelStructure]

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from modelward.findings import Location, Severity
-from modelward.formats.base import ScanContext
+from modelward.formats.interface import ScanContext
 from modelward.pickle import knowledge
 from modelward.pickle.embedded import EmbeddedPickles
 from modelward.pickle.knowledge import Outcome, Use

@@ -32,7 +32,7 @@ from modelward.pickle.sniff import looks_like_pickle, walk_head
 from modelward.pickle.walker import ByteSource, LargePayload, PickleDamage
 
 if TYPE_CHECKING:  # formats import this module through the pickle scanner
-    from modelward.formats.base import ScanContext
+    from modelward.formats.interface import ScanContext
 
 RULE = "MW-PICKLE-EMBEDDED"
 #: Largest embedded pickle read (decoded size); bigger payloads are only peeked at.

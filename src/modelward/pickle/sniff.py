@@ -35,7 +35,7 @@ from modelward.pickle.opcodes import HIGHEST_PROTOCOL, OPCODES
 from modelward.pickle.policy import Verdict, default_policy
 from modelward.pickle.walker import ByteSource, PickleDamage, iter_opcodes
 
-#: The head the dispatcher sniffs (`formats.base.HEAD_SIZE`; not imported: formats import us).
+#: The head the dispatcher sniffs (`formats.interface.HEAD_SIZE`; not imported: formats import us).
 HEAD_SIZE = 4096
 #: Bytes walked past the head when the head ends inside an argument.
 SNIFF_LIMIT = 16 * 1024 * 1024

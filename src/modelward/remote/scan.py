@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from modelward.findings import Location, ScanResult
-from modelward.formats.base import Blob
+from modelward.formats.interface import Blob
 from modelward.remote.http import (
     HttpSettings,
     RangeClient,
