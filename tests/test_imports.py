@@ -110,7 +110,7 @@ def test_the_store_does_not_import_the_scan_core(tmp_path: Path) -> None:
         "modelward.analysis.keras_config",
         "modelward.analysis.pycode",
         "modelward.analysis.jinja_template",
-        "modelward.folders",
+        "modelward.formats.hf_folder",
         "modelward.integrity.cache",
         "modelward.distributed.tasks",
         "modelward.service.api",

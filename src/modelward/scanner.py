@@ -15,8 +15,8 @@ from pathlib import Path
 
 from modelward.config import ScanConfig
 from modelward.findings import Finding, Location, ScanResult, Severity
-from modelward.folders import scan_model_folders
 from modelward.formats import SCANNERS
+from modelward.formats.hf_folder import scan_model_folders
 from modelward.formats.interface import HEAD_SIZE, Blob, ScanAborted, ScanContext
 from modelward.pickle.sniff import looks_like_text
 

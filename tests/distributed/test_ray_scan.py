@@ -21,7 +21,7 @@ from modelward.config import ScanConfig
 from modelward.distributed import RayConnectionError, scan_on_ray
 from modelward.distributed.ray_scan import _check_one_node
 from modelward.findings import ScanReport, ScanResult, Severity
-from modelward.folders import FOLDER_FORMAT
+from modelward.formats.hf_folder import FOLDER_FORMAT
 from modelward.runner import batches, file_size, scan_paths
 from modelward.store import StoreError, open_store
 

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from fixtures.archives import COMPRESSORS, TarEntry, malicious_pickle, tar_bytes
 from modelward.config import Limits, ScanConfig
 from modelward.findings import Location, ScanResult
-from modelward.folders import FOLDER_FORMAT, auto_map_references, scan_model_folder
 from modelward.formats import archive
+from modelward.formats.hf_folder import FOLDER_FORMAT, auto_map_references, scan_model_folder
 from modelward.formats.interface import Blob, ScanContext
 from modelward.scanner import dispatch
 

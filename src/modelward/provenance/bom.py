@@ -24,7 +24,12 @@ from typing import Any
 from modelward.config import ScanConfig
 from modelward.errors import ModelwardError
 from modelward.findings import Finding, ScanReport, ScanResult, Severity
-from modelward.folders import CACHE_PREFIXES, FOLDER_FORMAT, MAX_CONFIG_BYTES, WEIGHT_SUFFIXES
+from modelward.formats.hf_folder import (
+    CACHE_PREFIXES,
+    FOLDER_FORMAT,
+    MAX_CONFIG_BYTES,
+    WEIGHT_SUFFIXES,
+)
 from modelward.integrity.manifest import Manifest, hash_model
 
 #: Scanner formats that are not weights: a loose file with one of them is not a model.

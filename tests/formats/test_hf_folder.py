@@ -21,7 +21,7 @@ from fixtures.hf_folders import (
     save_tokenizer,
 )
 from modelward.findings import ScanResult, Severity
-from modelward.folders import FOLDER_FORMAT, auto_map_references, model_folders
+from modelward.formats.hf_folder import FOLDER_FORMAT, auto_map_references, model_folders
 from modelward.scanner import iter_files
 
 
