@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from modelward.config import ConfigError
 from modelward.findings import Finding, Location, ScanReport, ScanResult, Severity
-from modelward.folders import FOLDER_FORMAT
+from modelward.formats.hf_folder import FOLDER_FORMAT
 from modelward.integrity.errors import (
     BundleError,
     IntegrityError,
