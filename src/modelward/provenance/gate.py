@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from modelward.config import ConfigError
 from modelward.findings import Finding, Location, ScanReport, ScanResult, Severity
@@ -85,6 +85,13 @@ class GateResult:
         row.bytes_read = sum(r.bytes_read for r in files)
         row.seconds = self.seconds
         return ScanReport(results=[row], seconds=self.seconds)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON report: `report()`'s document with `gate`, the verdict and its checks."""
+        return {
+            **self.report().to_dict(),
+            "gate": {"verdict": self.verdict.lower(), "checks": list(self.checks)},
+        }
 
 
 def gate(

@@ -22,6 +22,7 @@ import json
 import os
 import re
 import tomllib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,6 +152,64 @@ def check_model(
     result = compare(path, expected, cache=cache, jobs=jobs)
     result.model = locked.source
     return result
+
+
+def lock_models(
+    lock_file: Path,
+    sources: Iterable[str] = (),
+    *,
+    hf_cache: Path | None = None,
+    cache: DigestCache | None = None,
+    jobs: int | None = None,
+    on_locked: Callable[[LockedModel], None] | None = None,
+) -> list[LockedModel]:
+    """Lock `sources` (paths or hub ids) into `lock_file` and write it; the entries written.
+
+    Paths are relative to the current folder, not the lock's. Without sources every model
+    already in the lock is locked again. A source already locked is replaced, the others
+    kept. `on_locked` is told each new entry as soon as it is hashed. Raises `LockError`
+    when there is nothing to lock.
+    """
+    existing = read_lock(lock_file) if lock_file.exists() else []
+    base = lock_file.resolve().parent
+    wanted = [str(Path(s).resolve()) if Path(s).exists() else s for s in sources]
+    wanted = wanted or [m.source for m in existing]
+    if not wanted:
+        raise LockError("nothing to lock: give MODEL paths or hub ids")
+    by_source = {m.source: m for m in existing}
+    for source in wanted:
+        entry = lock_model(source, base_dir=base, hf_cache=hf_cache, cache=cache, jobs=jobs)
+        by_source[entry.source] = entry
+        if on_locked is not None:
+            on_locked(entry)
+    models = list(by_source.values())
+    write_lock(lock_file, models)
+    return models
+
+
+def check_lock(
+    lock_file: Path,
+    sources: Iterable[str] = (),
+    *,
+    hf_cache: Path | None = None,
+    cache: DigestCache | None = None,
+    jobs: int | None = None,
+) -> Iterator[tuple[LockedModel, VerificationResult]]:
+    """Each locked model (only `sources`, when given) with its comparison to what is on disk.
+
+    The lock is read now, and a missing or empty one raises `LockError`; each model is
+    then checked as the iterator reaches it, so a caller can report one before the next.
+    """
+    existing = read_lock(lock_file) if lock_file.exists() else []
+    if not existing:
+        raise LockError(f"{lock_file}: no lock file (run `modelward lock MODEL`)")
+    wanted = set(sources)
+    base = lock_file.resolve().parent
+    return (
+        (locked, check_model(locked, base_dir=base, hf_cache=hf_cache, cache=cache, jobs=jobs))
+        for locked in existing
+        if not wanted or locked.source in wanted
+    )
 
 
 def read_lock(path: Path) -> list[LockedModel]:
