@@ -1,26 +1,17 @@
-"""What `scan-model` and `scan-data` share: scan statically first, then load model and data.
-
-Both commands run a TorchScript model (`torch.jit.load` executes the file's TorchScript,
-not arbitrary Python, but it is still loading a model), so the files are scanned first and
-refused when that scan has findings at or above `--fail-on`.
-"""
+"""What `scan-model` and `scan-data` share: `--device`, and the scan-then-load guard
+(`modelward.behaviour.guard`) with its refusal shown as the static scan's report."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from modelward.cli._common import EXIT_FINDINGS, fail
 
-@dataclass
-class BehaviourInputs:
-    """A loaded TorchScript model and the npz's `x` (float32) and `y` (int64)."""
-
-    model: Any
-    x: Any
-    y: Any
+if TYPE_CHECKING:
+    from modelward.behaviour.guard import BehaviourInputs
 
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
@@ -34,50 +25,27 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def fail(message: str, code: int) -> int:
-    print(f"modelward: {message}", file=sys.stderr)
-    return code
-
-
 def load_after_static_scan(
     args: argparse.Namespace, command: str, scanned: list[Path]
 ) -> BehaviourInputs | int:
-    """Scan `scanned` statically, refuse on findings, then load; an exit code on failure."""
-    from modelward import scan
-    from modelward.cli.main import EXIT_ERROR, EXIT_FINDINGS
+    """The loaded model and data, or `EXIT_FINDINGS` after showing why the scan refused them.
+
+    Any other problem is a `ModelwardError` for `main` to print.
+    """
+    from modelward.behaviour.guard import StaticScanRefusal
+    from modelward.behaviour.guard import load_after_static_scan as load
 
     try:
-        report = scan(*scanned)
-    except FileNotFoundError as exc:
-        return fail(str(exc), EXIT_ERROR)
-    if report.has_findings_at(args.fail_on):
+        return load(
+            args.model,
+            args.data,
+            fail_on=args.fail_on,
+            device=args.device,
+            scanned=scanned,
+            caller=command,
+        )
+    except StaticScanRefusal as refusal:
         from modelward.report import RENDERERS
 
-        sys.stdout.write(RENDERERS[args.format](report))
-        names = " and ".join(str(p) for p in scanned)
-        return fail(
-            f"refusing to load {names}: the static scan has findings at or above"
-            f" {args.fail_on.label}",
-            EXIT_FINDINGS,
-        )
-    try:
-        import numpy as np
-        import torch
-    except ImportError:
-        return fail(f"{command} needs torch: pip install 'modelward[behaviour]'", EXIT_ERROR)
-    try:
-        with np.load(args.data, allow_pickle=False) as data:
-            x, y = data["x"].astype(np.float32), data["y"].astype(np.int64)
-    except (OSError, KeyError, ValueError) as exc:
-        return fail(f"cannot read {args.data}: {exc}", EXIT_ERROR)
-    from modelward.behaviour._torch_utils import resolve_device
-
-    try:
-        device = resolve_device(args.device)
-    except ValueError as exc:
-        return fail(str(exc), EXIT_ERROR)
-    try:
-        model = torch.jit.load(str(args.model), map_location=device)  # type: ignore[no-untyped-call]
-    except (OSError, ValueError, RuntimeError) as exc:
-        return fail(f"cannot load {args.model} on {device}: {exc}", EXIT_ERROR)
-    return BehaviourInputs(model, x, y)
+        sys.stdout.write(RENDERERS[args.format](refusal.report))
+        return fail(str(refusal), EXIT_FINDINGS)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelward.cli._common import complain
 from modelward.store.errors import StoreError
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def open_cli_store(args: argparse.Namespace) -> ResultStore | None:
     except StoreError as exc:
         if args.store is not None or os.environ.get(STORE_ENV):
             raise
-        print(f"modelward: warning: {exc}; going on without the results store", file=sys.stderr)
+        complain(f"warning: {exc}; going on without the results store")
         return None
 
 
@@ -61,8 +61,8 @@ def record_verdicts(store: ResultStore | None, model: Path, kind: str, **verdict
     try:
         record_model_verdicts(store, model, kind, **verdict)
     except StoreError as exc:
-        print(f"modelward: {exc}", file=sys.stderr)
+        complain(str(exc))
         return False
     except (IntegrityError, OSError) as exc:
-        print(f"modelward: {kind} verdict not recorded: {exc}", file=sys.stderr)
+        complain(f"{kind} verdict not recorded: {exc}")
     return True

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
+
+from modelward.cli._common import EXIT_CLEAN, fail, write_output
 
 
 def register(subparsers: Any) -> None:
@@ -43,32 +44,21 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from modelward.integrity.errors import IntegrityError
     from modelward.provenance.bom import (
-        BomError,
         PythonPackage,
         build_bom,
         installed_packages,
         read_requirements,
     )
 
-    try:
+    try:  # a BomError or an IntegrityError goes to main
         packages: list[PythonPackage] = []
         if args.requirements:
             packages = read_requirements(args.requirements)
         elif args.environment:
             packages = installed_packages()
         doc = build_bom(args.path, packages=packages, scan=args.scan)
-    except (BomError, IntegrityError, OSError) as exc:
-        print(f"modelward: {exc}", file=sys.stderr)
-        return 2
-    text = json.dumps(doc, indent=2) + "\n"
-    if not args.output:
-        sys.stdout.write(text)
-        return 0
-    try:
-        args.output.write_text(text, encoding="utf-8")
     except OSError as exc:
-        print(f"modelward: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    return 0
+        return fail(str(exc))
+    write_output(json.dumps(doc, indent=2) + "\n", args.output)
+    return EXIT_CLEAN

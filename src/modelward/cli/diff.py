@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from modelward.cli.scan import FORMATS_HELP, _severity
+from modelward.cli._common import EXIT_CLEAN, EXIT_FINDINGS, fail, severity, write_output
+from modelward.cli.scan import FORMATS_HELP
 from modelward.findings import Severity
 
 EXIT_CODES_HELP = """\
@@ -56,7 +57,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--fail-on",
         default=Severity.MEDIUM,
-        type=_severity,
+        type=severity,
         metavar="SEVERITY",
         help="exit 1 when a difference is at or above this severity:"
         " info, low, medium, high, critical (default: medium)",
@@ -65,20 +66,13 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from modelward.cli.main import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS
-    from modelward.modeldiff import DiffError, diff
+    from modelward.modeldiff import diff
     from modelward.report import RENDERERS
 
-    try:
+    try:  # a DiffError goes to main
         result = diff(args.reference, args.candidate, weights=args.weights)
-    except (DiffError, OSError) as exc:
-        if isinstance(exc, DiffError):
-            message = str(exc)
-        else:
-            message = f"{exc.filename or args.candidate}: {exc.strerror or exc}"
-        print(f"modelward: {message}", file=sys.stderr)
-        return EXIT_ERROR
+    except OSError as exc:
+        return fail(f"{exc.filename or args.candidate}: {exc.strerror or exc}")
     report = result.to_report()
-    sys.stdout.write(RENDERERS[args.format](report, terminal=sys.stdout.isatty()))
-    sys.stdout.flush()
+    write_output(RENDERERS[args.format](report, terminal=sys.stdout.isatty()), None)
     return EXIT_FINDINGS if report.has_findings_at(args.fail_on) else EXIT_CLEAN

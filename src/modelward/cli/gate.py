@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from modelward.cli._common import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, fail, write_output
 from modelward.cli._store import add_store_arguments, open_cli_store, record_verdicts
-from modelward.store.errors import StoreError
 
 EPILOG = """\
 config (--config FILE, else ./modelward.toml, else ./pyproject.toml [tool.modelward]):
@@ -53,17 +53,11 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from modelward.cli.main import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS
-    from modelward.config import ConfigError
     from modelward.provenance.gate import gate
     from modelward.report import RENDERERS
 
-    try:
-        store = open_cli_store(args)
-    except StoreError as exc:
-        print(f"modelward: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    try:
+    store = open_cli_store(args)
+    try:  # a ConfigError (or StoreError) goes to main
         result = gate(args.path, args.config, signature=args.signature)
         # Links inside an HF snapshot are the norm; one leaving it is a warning, not a verdict.
         recorded = record_verdicts(
@@ -74,30 +68,20 @@ def run(args: argparse.Namespace) -> int:
             detail=result.summary(),
             allow_symlinks=True,
         )
-    except (ConfigError, FileNotFoundError) as exc:
-        print(f"modelward: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    except FileNotFoundError as exc:
+        return fail(str(exc))
     finally:
         if store is not None:
             store.close()
-    terminal = args.output is None and sys.stdout.isatty()
-    text = RENDERERS[args.format](result.report(), terminal=terminal)
-    if args.format == "table":
-        text += result.summary() + "\n"
-    elif args.format == "json":
-        # The renderer's document plus the verdict, so a JSON consumer need not re-derive it.
-        doc = json.loads(text)
-        doc["gate"] = {"verdict": result.verdict.lower(), "checks": result.checks}
-        text = json.dumps(doc, indent=2) + "\n"
-    if args.output is not None:
-        try:
-            args.output.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            print(f"modelward: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
-            return EXIT_ERROR
+    if args.format == "json":
+        # The report plus the verdict, so a JSON consumer need not re-derive it.
+        text = json.dumps(result.to_dict(), indent=2) + "\n"
     else:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        terminal = args.output is None and sys.stdout.isatty()
+        text = RENDERERS[args.format](result.report(), terminal=terminal)
+        if args.format == "table":
+            text += result.summary() + "\n"
+    write_output(text, args.output)
     if args.format != "table" or args.output is not None:
         print(result.summary(), file=sys.stderr)
     if not recorded:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
+
+from modelward.cli._common import EXIT_CLEAN, write_output
 
 #: Kept in sync with `modelward.integrity.walk.DEFAULT_IGNORE` (not imported: start-up time).
 _DEFAULT_IGNORE = (".git", ".gitattributes", ".github", ".gitignore")
@@ -95,16 +96,13 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from modelward.integrity import IntegrityError, hash_model
+    from modelward.integrity import hash_model
     from modelward.integrity.cache import open_cache
 
     options = hashing_options(args)
     cache = open_cache(options.pop("cache"))
-    try:
+    try:  # an IntegrityError goes to main
         manifest = hash_model(args.path, cache=cache, **options)
-    except IntegrityError as exc:
-        print(f"modelward: {exc}", file=sys.stderr)
-        return 2
     finally:
         if cache is not None:
             cache.close()
@@ -121,8 +119,5 @@ def run(args: argparse.Namespace) -> int:
             f" ({manifest.serialization.resource_algorithm})"
         )
         text = "\n".join(lines) + "\n"
-    if args.output:
-        args.output.write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
-    return 0
+    write_output(text, args.output)
+    return EXIT_CLEAN

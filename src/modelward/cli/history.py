@@ -9,7 +9,7 @@ import sys
 from io import StringIO
 from typing import TYPE_CHECKING, Any
 
-from modelward.store.errors import StoreError
+from modelward.cli._common import EXIT_CLEAN, fail, write_output
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -40,25 +40,21 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from modelward.cli.main import EXIT_CLEAN, EXIT_ERROR
     from modelward.store import open_store
     from modelward.store.history import file_history
 
-    try:
+    try:  # a StoreError goes to main
         with open_store(args.store) as store:
             history = file_history(store, args.target)
             where = store.display_url
-    except (StoreError, OSError) as exc:
-        print(f"modelward: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    except OSError as exc:
+        return fail(str(exc))
     if not history:
-        print(f"modelward: the store ({where}) has nothing for {args.target}", file=sys.stderr)
-        return EXIT_ERROR
+        return fail(f"the store ({where}) has nothing for {args.target}")
     if args.format == "json":
-        sys.stdout.write(json.dumps(history.to_dict(), indent=2) + "\n")
+        write_output(json.dumps(history.to_dict(), indent=2) + "\n", None)
     else:
-        sys.stdout.write(_render(history, terminal=sys.stdout.isatty()))
-    sys.stdout.flush()
+        write_output(_render(history, terminal=sys.stdout.isatty()), None)
     return EXIT_CLEAN
 
 

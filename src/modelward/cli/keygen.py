@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
+
+from modelward.cli._common import EXIT_CLEAN, fail
 
 
 def register(subparsers: Any) -> None:
@@ -28,12 +29,10 @@ def run(args: argparse.Namespace) -> int:
     from modelward.integrity.keys import generate, public_path_for, write_keypair
 
     if args.out.exists() or public_path_for(args.out).exists():
-        print(f"modelward: {args.out} or its .pub.pem exists; not overwriting", file=sys.stderr)
-        return 2
+        return fail(f"{args.out} or its .pub.pem exists; not overwriting")
     try:
         public = write_keypair(generate(args.type), args.out)
     except (OSError, IntegrityError) as exc:
-        print(f"modelward: cannot write key: {exc}", file=sys.stderr)
-        return 2
+        return fail(f"cannot write key: {exc}")
     print(f"private key: {args.out} (mode 0600)\npublic key:  {public}")
-    return 0
+    return EXIT_CLEAN

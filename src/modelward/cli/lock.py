@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelward.cli._common import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, fail
 from modelward.cli._store import add_store_arguments, open_cli_store, record_verdicts
-from modelward.store.errors import StoreError
 
 if TYPE_CHECKING:
     from modelward.integrity.cache import DigestCache
@@ -40,31 +39,20 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from modelward.integrity.cache import open_cache
-    from modelward.integrity.errors import IntegrityError
-    from modelward.provenance.lock import check_model, lock_model, read_lock, write_lock
+    from modelward.provenance.lock import check_lock, lock_models
 
-    base = args.lock_file.resolve().parent
     store = None
     cache = open_cache(not args.no_cache)
-    try:
-        existing = read_lock(args.lock_file) if args.lock_file.exists() else []
+    try:  # an IntegrityError (LockError) or a StoreError goes to main
         if args.check:
-            if not existing:
-                print(
-                    f"modelward: {args.lock_file}: no lock file (run `modelward lock MODEL`)",
-                    file=sys.stderr,
-                )
-                return 2
+            checks = check_lock(
+                args.lock_file, args.models, hf_cache=args.hf_cache, cache=cache, jobs=args.jobs
+            )
             store = open_cli_store(args)
-            wanted = set(args.models)
+            base = args.lock_file.resolve().parent
             drifted = 0
             recorded = True
-            for locked in existing:
-                if wanted and locked.source not in wanted:
-                    continue
-                result = check_model(
-                    locked, base_dir=base, hf_cache=args.hf_cache, cache=cache, jobs=args.jobs
-                )
+            for locked, result in checks:
                 if result.ok:
                     print(f"ok      {locked.source}")
                 else:
@@ -75,31 +63,28 @@ def run(args: argparse.Namespace) -> int:
                 if store is not None:
                     recorded &= _record(store, locked, result, args, base, cache)
             if not recorded:
-                return 2
-            return 1 if drifted else 0
-        # Paths given on the command line are relative to the current folder, not the lock's.
-        sources = [str(Path(s).resolve()) if Path(s).exists() else s for s in args.models]
-        sources = sources or [m.source for m in existing]
-        if not sources:
-            print("modelward: nothing to lock: give MODEL paths or hub ids", file=sys.stderr)
-            return 2
-        by_source = {m.source: m for m in existing}
-        for source in sources:
-            entry = lock_model(
-                source, base_dir=base, hf_cache=args.hf_cache, cache=cache, jobs=args.jobs
-            )
-            by_source[entry.source] = entry
-            print(f"locked  {entry.source}  {entry.digest}  ({len(entry.files)} files)")
-        write_lock(args.lock_file, list(by_source.values()))
-    except (IntegrityError, OSError, StoreError) as exc:
-        print(f"modelward: {exc}", file=sys.stderr)
-        return 2
+                return EXIT_ERROR
+            return EXIT_FINDINGS if drifted else EXIT_CLEAN
+        lock_models(
+            args.lock_file,
+            args.models,
+            hf_cache=args.hf_cache,
+            cache=cache,
+            jobs=args.jobs,
+            on_locked=_say_locked,
+        )
+    except OSError as exc:
+        return fail(str(exc))
     finally:
         if cache is not None:
             cache.close()
         if store is not None:
             store.close()
-    return 0
+    return EXIT_CLEAN
+
+
+def _say_locked(entry: LockedModel) -> None:
+    print(f"locked  {entry.source}  {entry.digest}  ({len(entry.files)} files)")
 
 
 def _record(

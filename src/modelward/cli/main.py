@@ -1,7 +1,8 @@
 """`modelward` entry point: one sub-command per module in this package.
 
-Exit codes are stable and shared by every sub-command:
+Exit codes are stable and shared by every sub-command (`cli/_common.py`):
 0 clean, 1 findings at or above the threshold (or a failed check), 2 usage or I/O error.
+A `ModelwardError` a command raises is printed here, once, as `modelward: <message>`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import sys
 from collections.abc import Sequence
 
 from modelward import __version__
+from modelward.cli._common import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, PROG, complain
+from modelward.errors import ModelwardError
 
-EXIT_CLEAN = 0
-EXIT_FINDINGS = 1
-EXIT_ERROR = 2
+__all__ = ["COMMANDS", "EXIT_CLEAN", "EXIT_ERROR", "EXIT_FINDINGS", "build_parser", "main"]
 
 #: Sub-command name -> its module; each module has `register(subparsers)` which sets `func`
 #: on its parser. Only the named command's module is imported to run it (start-up is most
@@ -62,8 +63,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
+    except ModelwardError as exc:
+        complain(str(exc), getattr(args, "error_prefix", PROG))
+        return EXIT_ERROR
     except KeyboardInterrupt:
-        print("modelward: interrupted", file=sys.stderr)
+        complain("interrupted")
         return EXIT_ERROR
     return code
 

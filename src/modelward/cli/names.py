@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from modelward.cli._common import EXIT_CLEAN, EXIT_FINDINGS, fail, write_output
+
 COMMAND_LINE = "<command line>"
 
 
@@ -47,8 +49,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from modelward.findings import ScanReport, ScanResult, Severity
-    from modelward.integrity.errors import IntegrityError
-    from modelward.provenance.bom import BomError, read_requirements
+    from modelward.provenance.bom import read_requirements
     from modelward.provenance.lock import DEFAULT_LOCK_FILE, is_hub_id, read_lock
     from modelward.provenance.names import check_model_id, check_package, to_finding
     from modelward.report import RENDERERS
@@ -56,49 +57,37 @@ def run(args: argparse.Namespace) -> int:
     try:
         threshold = Severity.parse(args.fail_on)
     except ValueError as exc:
-        print(f"modelward: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc))
     lock = args.lock
     if lock is None and not args.ids and not args.requirements:
         lock = Path(DEFAULT_LOCK_FILE)
         if not lock.exists():
-            print(
-                "modelward: nothing to check: give IDs, --lock or --requirements", file=sys.stderr
-            )
-            return 2
+            return fail("nothing to check: give IDs, --lock or --requirements")
     start = time.monotonic()
     report = ScanReport()
-    try:
-        id_sources: list[tuple[str, list[str]]] = []
-        if args.ids:
-            id_sources.append((COMMAND_LINE, list(args.ids)))
-        if lock is not None:
-            base = lock.resolve().parent
-            hub = [m.source for m in read_lock(lock) if is_hub_id(m.source, base)]
-            id_sources.append((str(lock), hub))
-        for source, ids in id_sources:
-            result = ScanResult(path=source, format="hub-model-ids")
-            result.findings = [to_finding(m, source) for i in ids for m in check_model_id(i)]
-            report.results.append(result)
-        for path in args.requirements:
-            result = ScanResult(path=str(path), format="python-requirements")
-            result.findings = [
-                to_finding(m, str(path), package=True)
-                for p in read_requirements(path)
-                for m in check_package(p.name)
-            ]
-            report.results.append(result)
-    except (BomError, IntegrityError) as exc:
-        print(f"modelward: {exc}", file=sys.stderr)
-        return 2
+    id_sources: list[tuple[str, list[str]]] = []
+    if args.ids:
+        id_sources.append((COMMAND_LINE, list(args.ids)))
+    if lock is not None:
+        base = lock.resolve().parent
+        hub = [m.source for m in read_lock(lock) if is_hub_id(m.source, base)]
+        id_sources.append((str(lock), hub))
+    for source, ids in id_sources:
+        result = ScanResult(path=source, format="hub-model-ids")
+        result.findings = [to_finding(m, source) for i in ids for m in check_model_id(i)]
+        report.results.append(result)
+    for path in args.requirements:
+        result = ScanResult(path=str(path), format="python-requirements")
+        result.findings = [
+            to_finding(m, str(path), package=True)
+            for p in read_requirements(path)
+            for m in check_package(p.name)
+        ]
+        report.results.append(result)
     report.seconds = time.monotonic() - start
     render = RENDERERS[args.format]
     if args.output:
-        try:
-            args.output.write_text(render(report), encoding="utf-8")
-        except OSError as exc:
-            print(f"modelward: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
-            return 2
+        write_output(render(report), args.output)
     else:
-        sys.stdout.write(render(report, terminal=sys.stdout.isatty()))
-    return 1 if report.has_findings_at(threshold) else 0
+        write_output(render(report, terminal=sys.stdout.isatty()), None)
+    return EXIT_FINDINGS if report.has_findings_at(threshold) else EXIT_CLEAN

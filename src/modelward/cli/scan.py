@@ -19,12 +19,23 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelward.cli._common import (
+    EXIT_CLEAN,
+    EXIT_ERROR,
+    EXIT_FINDINGS,
+    complain,
+    fail,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    severity,
+    write_output,
+)
 from modelward.cli._store import add_store_arguments, open_cli_store
-from modelward.config import ConfigError, Limits, ScanConfig
+from modelward.config import Limits, ScanConfig
 from modelward.findings import Severity
 from modelward.remote.http import HttpSettings as HttpDefaults
 from modelward.remote.sources import is_remote
-from modelward.store.errors import StoreError
 
 if TYPE_CHECKING:
     from modelward.findings import ScanReport, ScanResult
@@ -106,7 +117,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--fail-on",
         default=Severity.MEDIUM,
-        type=_severity,
+        type=severity,
         metavar="SEVERITY",
         help="exit 1 when a finding is at or above this severity:"
         " info, low, medium, high, critical (default: medium)",
@@ -114,7 +125,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--jobs",
         "-j",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="scan N files in parallel processes (default: 1)",
@@ -150,7 +161,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--http-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=HttpDefaults.read_timeout,
         metavar="SECONDS",
         help="remote reads: seconds to wait for a server to connect or to send the next bytes"
@@ -158,7 +169,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--http-retries",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=HttpDefaults.retries,
         metavar="N",
         help="remote reads: retries after a timeout, a dropped connection or a 5xx answer,"
@@ -195,41 +206,7 @@ def _ray_address(text: str) -> str:
     return text
 
 
-def _severity(text: str) -> Severity:
-    try:
-        return Severity.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a number above 0, not {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 0, not {text!r}")
-    return int(text)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
-    return value
-
-
 def run(args: argparse.Namespace) -> int:
-    from modelward.cli.main import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS
     from modelward.findings import ScanReport
     from modelward.report import RENDERERS
     from modelward.runner import finish_report, scan_files
@@ -243,20 +220,15 @@ def run(args: argparse.Namespace) -> int:
     paths = [Path(t) for t in targets if not is_remote(t)]
     cache_problems: list[str] = []
     if args.hf_cache is not None:
-        from modelward.hf_cache import HfCacheError, cached_snapshots
+        from modelward.hf_cache import cached_snapshots
 
-        try:
-            snapshots, cache_problems = cached_snapshots(
-                None if args.hf_cache == DEFAULT_HF_CACHE else args.hf_cache
-            )
-        except HfCacheError as exc:
-            _complain(str(exc))
-            return EXIT_ERROR
+        snapshots, cache_problems = cached_snapshots(
+            None if args.hf_cache == DEFAULT_HF_CACHE else args.hf_cache
+        )
         paths += [snapshot.path for snapshot in snapshots]
         targets += [str(snapshot.path) for snapshot in snapshots]
     if not targets:
-        _complain("nothing to scan: give a PATH or a --files-from LIST that names one")
-        return EXIT_ERROR
+        return fail("nothing to scan: give a PATH or a --files-from LIST that names one")
     store = None
     try:
         config = _scan_config(args.config, args.strict)
@@ -280,24 +252,18 @@ def run(args: argparse.Namespace) -> int:
                 report = finish_report(files, results, config, start, on_result)
             report.results += _scan_remote_targets(remote, args, config, store, on_result)
             report.seconds = time.monotonic() - start
-    except (ConfigError, FileNotFoundError, StoreError, ConnectionError) as exc:
-        _complain(str(exc))
-        return EXIT_ERROR
+    except (FileNotFoundError, ConnectionError) as exc:  # a ModelwardError goes to main
+        return fail(str(exc))
     finally:
         if store is not None:
             store.close()
     render = RENDERERS[args.format]
     if args.output:
-        try:
-            args.output.write_text(render(report), encoding="utf-8")
-        except OSError as exc:
-            _complain(f"cannot write {args.output}: {exc.strerror or exc}")
-            return EXIT_ERROR
+        write_output(render(report), args.output)
     else:
-        sys.stdout.write(render(report, terminal=sys.stdout.isatty()))
-        sys.stdout.flush()
+        write_output(render(report, terminal=sys.stdout.isatty()), None)
     for error in [*cache_problems, *report.errors]:
-        _complain(error)
+        complain(error)
     if report.has_findings_at(args.fail_on):
         return EXIT_FINDINGS
     return EXIT_ERROR if report.errors or cache_problems else EXIT_CLEAN
@@ -373,10 +339,6 @@ def _scan_on_ray(
         on_result=on_result,
         rescan=args.rescan,
     )
-
-
-def _complain(message: str) -> None:
-    print(f"modelward: {message}", file=sys.stderr)
 
 
 @contextmanager

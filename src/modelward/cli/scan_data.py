@@ -14,8 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelward.cli._behaviour_inputs import add_device_argument, fail
-from modelward.cli.scan import _severity
+from modelward.cli._behaviour_inputs import add_device_argument
+from modelward.cli._common import EXIT_CLEAN, EXIT_FINDINGS, fail, severity
 from modelward.findings import Severity
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--fail-on",
         default=Severity.HIGH,
-        type=_severity,
+        type=severity,
         metavar="SEVERITY",
         help="refuse to load MODEL or TRAIN.npz when its static scan has a finding at or above"
         " this severity (default: high)",
@@ -76,7 +76,6 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from modelward.cli._behaviour_inputs import load_after_static_scan
-    from modelward.cli.main import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS
 
     inputs = load_after_static_scan(args, "scan-data", [args.model, args.data])
     if isinstance(inputs, int):
@@ -90,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         verdict = scan_data(model, x, y, settings=settings)
     except (ValueError, RuntimeError) as exc:
-        return fail(f"cannot run {args.model} on {args.data}: {exc}", EXIT_ERROR)
+        return fail(f"cannot run {args.model} on {args.data}: {exc}")
     sys.stdout.write(_render(args, verdict))
     return EXIT_FINDINGS if verdict.suspicious_classes else EXIT_CLEAN
 

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelward.cli._behaviour_inputs import add_device_argument, fail
-from modelward.cli.scan import _severity
+from modelward.cli._behaviour_inputs import add_device_argument
+from modelward.cli._common import EXIT_CLEAN, EXIT_FINDINGS, fail, severity
 from modelward.findings import Severity
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--fail-on",
         default=Severity.HIGH,
-        type=_severity,
+        type=severity,
         metavar="SEVERITY",
         help="refuse to load MODEL when its static scan has a finding at or above this"
         " severity (default: high)",
@@ -70,7 +70,6 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from modelward.cli._behaviour_inputs import load_after_static_scan
-    from modelward.cli.main import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS
 
     inputs = load_after_static_scan(args, "scan-model", [args.model])
     if isinstance(inputs, int):
@@ -82,12 +81,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         verdict = scan_model(model, x, y, threshold=threshold)
     except (ValueError, RuntimeError) as exc:
-        return fail(f"cannot run {args.model} on {args.data}: {exc}", EXIT_ERROR)
+        return fail(f"cannot run {args.model} on {args.data}: {exc}")
     if args.trigger_out:
         try:
             args.trigger_out.write_bytes(verdict.trigger_png())
         except OSError as exc:
-            return fail(f"cannot write {args.trigger_out}: {exc.strerror or exc}", EXIT_ERROR)
+            return fail(f"cannot write {args.trigger_out}: {exc.strerror or exc}")
     sys.stdout.write(_render(args, verdict))
     return EXIT_FINDINGS if verdict.backdoored else EXIT_CLEAN
 

@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from modelward.cli._behaviour_inputs import fail
-from modelward.cli.scan import _severity
+from modelward.cli._common import EXIT_CLEAN, EXIT_FINDINGS, fail, severity
 from modelward.findings import Severity
 
 EPILOG = """\
@@ -41,7 +40,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--fail-on",
         default=Severity.MEDIUM,
-        type=_severity,
+        type=severity,
         metavar="SEVERITY",
         help="exit 1 when a finding is at or above this severity (default: medium)",
     )
@@ -50,14 +49,13 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from modelward.behaviour.text_scan import scan_text_dataset
-    from modelward.cli.main import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS
     from modelward.findings import ScanReport
     from modelward.report import RENDERERS
 
     try:
         scan = scan_text_dataset(args.data, args.text_field, args.label_field)
     except OSError as exc:
-        return fail(f"cannot read {args.data}: {exc.strerror or exc}", EXIT_ERROR)
+        return fail(f"cannot read {args.data}: {exc.strerror or exc}")
     report = ScanReport([scan.result], seconds=scan.result.seconds)
     sys.stdout.write(RENDERERS[args.format](report, terminal=sys.stdout.isatty()))
     return EXIT_FINDINGS if report.has_findings_at(args.fail_on) else EXIT_CLEAN

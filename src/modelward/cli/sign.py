@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
+from modelward.cli._common import EXIT_CLEAN, fail
 from modelward.cli.hash import add_hashing_arguments, hashing_options
 
 
@@ -44,12 +44,11 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from modelward.integrity import IntegrityError, sign
+    from modelward.integrity import sign
 
     if args.certificate_chain and args.certificate is None:
-        print("modelward: --certificate-chain needs --certificate", file=sys.stderr)
-        return 2
-    try:
+        return fail("--certificate-chain needs --certificate")
+    try:  # an IntegrityError goes to main
         out = sign(
             args.path,
             args.key,
@@ -58,8 +57,7 @@ def run(args: argparse.Namespace) -> int:
             certificate_chain=args.certificate_chain,
             **hashing_options(args),
         )
-    except (IntegrityError, OSError) as exc:
-        print(f"modelward: {exc}", file=sys.stderr)
-        return 2
+    except OSError as exc:
+        return fail(str(exc))
     print(f"signed {args.path} -> {out}")
-    return 0
+    return EXIT_CLEAN

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelward.cli._common import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, complain, fail
 from modelward.cli._store import add_store_arguments, open_cli_store, record_verdicts
 from modelward.cli.hash import add_common_arguments
-from modelward.store.errors import StoreError
 
 if TYPE_CHECKING:
     from modelward.integrity.cache import DigestCache
@@ -63,17 +63,11 @@ def run(args: argparse.Namespace) -> int:
     from modelward.integrity.cache import open_cache
 
     if (args.hf_cache is None) == (args.path is None):
-        print("modelward: give either PATH or --hf-cache DIR", file=sys.stderr)
-        return 2
+        return fail("give either PATH or --hf-cache DIR")
     if args.hf_cache is None and args.key is None and not args.certificate_chain:
-        print("modelward: give --key PUB.pem or --certificate-chain PEM", file=sys.stderr)
-        return 2
-    try:
-        # A blob-name check of an HF cache is no signature verdict: nothing is recorded.
-        store = open_cli_store(args) if args.hf_cache is None else None
-    except StoreError as exc:
-        print(f"modelward: {exc}", file=sys.stderr)
-        return 2
+        return fail("give --key PUB.pem or --certificate-chain PEM")
+    # A blob-name check of an HF cache is no signature verdict: nothing is recorded.
+    store = open_cli_store(args) if args.hf_cache is None else None
     cache = open_cache(not args.no_cache)
     try:
         try:
@@ -93,11 +87,11 @@ def run(args: argparse.Namespace) -> int:
                     whole_sha256=store is not None,
                 )
         except (IntegrityError, OSError) as exc:
-            print(f"modelward: verification failed: {exc}", file=sys.stderr)
+            complain(f"verification failed: {exc}")
             if not _is_rejection(exc):
-                return 2
+                return EXIT_ERROR
             recorded = _record(store, args, cache, False, f"signature rejected: {exc}", None)
-            return 1 if recorded else 2
+            return EXIT_FINDINGS if recorded else EXIT_ERROR
         if result.ok:
             detail = f"matches the manifest signed by {result.signer}"
         else:
@@ -117,8 +111,8 @@ def run(args: argparse.Namespace) -> int:
         for line in result.lines():
             print(f"  {line}")
     if not recorded:
-        return 2
-    return 0 if result.ok else 1
+        return EXIT_ERROR
+    return EXIT_CLEAN if result.ok else EXIT_FINDINGS
 
 
 def _record(
