@@ -7,8 +7,9 @@ first use, so importing this package (or `modelward`) never imports torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from modelward._lazy import lazy_exports
 
 _LAZY = {
     "scan_model": "modelward.behaviour.model_scan",
@@ -42,10 +43,8 @@ if TYPE_CHECKING:
     from modelward.behaviour.text_scan import TextDatasetScan, TextScanSettings, scan_text_dataset
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'modelward.behaviour' has no attribute {name!r}")
+if not TYPE_CHECKING:  # type checkers see the imports above, and no catch-all __getattr__
+    __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

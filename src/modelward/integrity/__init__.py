@@ -10,8 +10,9 @@ Bundles are compatible with `model-signing` for key and certificate signing.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from modelward._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from modelward.integrity.cache import DigestCache
@@ -30,30 +31,27 @@ if TYPE_CHECKING:
 #: Public name to defining module; imported on first use so that `modelward.integrity.walk`
 #: and the CLI start without loading `cryptography` or `sqlite3`.
 _EXPORTS = {
-    "DigestCache": "cache",
-    "BundleError": "errors",
-    "IntegrityError": "errors",
-    "KeyMaterialError": "errors",
-    "ModelPathError": "errors",
-    "SignatureError": "errors",
-    "Manifest": "manifest",
-    "ManifestEntry": "manifest",
-    "Serialization": "manifest",
-    "hash_model": "manifest",
-    "default_signature_path": "signing",
-    "sign": "signing",
-    "verify": "signing",
-    "Mismatch": "comparison",
-    "VerificationResult": "comparison",
-    "verify_hf_cache": "hf_cache",
+    "DigestCache": "modelward.integrity.cache",
+    "BundleError": "modelward.integrity.errors",
+    "IntegrityError": "modelward.integrity.errors",
+    "KeyMaterialError": "modelward.integrity.errors",
+    "ModelPathError": "modelward.integrity.errors",
+    "SignatureError": "modelward.integrity.errors",
+    "Manifest": "modelward.integrity.manifest",
+    "ManifestEntry": "modelward.integrity.manifest",
+    "Serialization": "modelward.integrity.manifest",
+    "hash_model": "modelward.integrity.manifest",
+    "default_signature_path": "modelward.integrity.signing",
+    "sign": "modelward.integrity.signing",
+    "verify": "modelward.integrity.signing",
+    "Mismatch": "modelward.integrity.comparison",
+    "VerificationResult": "modelward.integrity.comparison",
+    "verify_hf_cache": "modelward.integrity.hf_cache",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'modelward.integrity' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"modelward.integrity.{module}"), name)
+if not TYPE_CHECKING:  # type checkers see the imports above, and no catch-all __getattr__
+    __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = [

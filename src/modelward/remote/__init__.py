@@ -8,8 +8,9 @@ use, so telling a remote target from a path imports neither the scanners nor htt
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from modelward._lazy import lazy_exports
 
 _LAZY = {
     "HttpSettings": "modelward.remote.http",
@@ -25,10 +26,8 @@ if TYPE_CHECKING:
     from modelward.remote.sources import is_remote, redact
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'modelward.remote' has no attribute {name!r}")
+if not TYPE_CHECKING:  # type checkers see the imports above, and no catch-all __getattr__
+    __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = ["HttpSettings", "RemoteError", "is_remote", "redact", "scan_remote"]

@@ -10,8 +10,9 @@ the CLI; SQLAlchemy loads only when a store is opened.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from modelward._lazy import lazy_exports
 from modelward.store.errors import StoreError
 from modelward.store.urls import default_store_url, mask_url
 
@@ -32,12 +33,8 @@ if TYPE_CHECKING:
     from modelward.store.sql import ResultStore, is_reusable, open_store
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'modelward.store' has no attribute {name!r}")
+if not TYPE_CHECKING:  # type checkers see the imports above, and no catch-all __getattr__
+    __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [
