@@ -5,15 +5,23 @@ Scan model files for code that runs on load, without loading them:
     >>> import modelward
     >>> report = modelward.scan("model.pt")
     >>> [f.rule_id for f in report.findings]
+
+`scan` only reads bytes: it never loads, unpickles or runs what it scans. `run_backdoor_scan`
+(also reachable under its first name, `scan_model`) is the opposite: it *runs* an already
+loaded PyTorch model on clean inputs to look for a backdoor, so scan the file first.
+Every error meant for a user derives from `ModelwardError`. What is public and stable is
+listed in `__all__` and in docs/api.md; other modules are internal.
 """
 
 from __future__ import annotations
 
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from modelward._lazy import lazy_exports
 from modelward.config import Limits, ScanConfig
+from modelward.errors import ModelwardError
 from modelward.findings import Finding, Location, ScanReport, ScanResult, Severity
 
 __version__ = "0.1.0"
@@ -33,7 +41,8 @@ def scan(
     return scan_paths([Path(p) for p in paths], config=config, jobs=jobs)
 
 
-#: Integrity API, imported on first use so `import modelward` does not load `cryptography`.
+#: Imported on first use, so `import modelward` loads neither `cryptography` (integrity),
+#: SQLAlchemy, CycloneDX nor torch (behaviour).
 _LAZY = {
     "hash_model": "modelward.integrity",
     "sign": "modelward.integrity",
@@ -47,11 +56,13 @@ _LAZY = {
     "build_bom": "modelward.provenance.bom",
     "check_model_id": "modelward.provenance.names",
     "check_package": "modelward.provenance.names",
+    "run_backdoor_scan": "modelward.behaviour.model_scan:scan_model",
     "scan_model": "modelward.behaviour.model_scan",
 }
 
 if TYPE_CHECKING:
     from modelward.behaviour.model_scan import scan_model
+    from modelward.behaviour.model_scan import scan_model as run_backdoor_scan
     from modelward.integrity import hash_model, sign, verify
     from modelward.modeldiff import DiffResult, diff
     from modelward.provenance.bom import build_bom
@@ -60,12 +71,8 @@ if TYPE_CHECKING:
     from modelward.safe_loading import UnsafeModelError, safe_load
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'modelward' has no attribute {name!r}")
+if not TYPE_CHECKING:  # type checkers see the imports above, and no catch-all __getattr__
+    __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [
@@ -74,6 +81,7 @@ __all__ = [
     "GateResult",
     "Limits",
     "Location",
+    "ModelwardError",
     "ScanConfig",
     "ScanReport",
     "ScanResult",
@@ -86,6 +94,7 @@ __all__ = [
     "diff",
     "gate",
     "hash_model",
+    "run_backdoor_scan",
     "safe_load",
     "scan",
     "scan_model",

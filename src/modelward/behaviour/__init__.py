@@ -1,8 +1,10 @@
 """Behavioural checks: backdoored models and poisoned data (MITRE ATLAS AML.M0008).
 
 Needs the optional extra: `pip install 'modelward[behaviour]'` (torch). Unlike the static
-scanner these checks *run* the model, so scan a model file statically first. Names resolve on
-first use, so importing this package (or `modelward`) never imports torch.
+scanner these checks *run* the model, so scan a model file statically first:
+`load_after_static_scan` does that (scan, refuse on findings, then load a TorchScript model
+and its npz data). Names resolve on first use, so importing this package (or `modelward`)
+never imports torch.
 """
 
 from __future__ import annotations
@@ -26,10 +28,20 @@ _LAZY = {
     "scan_text_dataset": "modelward.behaviour.text_scan",
     "TextDatasetScan": "modelward.behaviour.text_scan",
     "TextScanSettings": "modelward.behaviour.text_scan",
+    "load_after_static_scan": "modelward.behaviour.guard",
+    "BehaviourInputs": "modelward.behaviour.guard",
+    "BehaviourInputError": "modelward.behaviour.guard",
+    "StaticScanRefusal": "modelward.behaviour.guard",
 }
 
 if TYPE_CHECKING:
     from modelward.behaviour.data_scan import DataScanSettings, DataVerdict, scan_data
+    from modelward.behaviour.guard import (
+        BehaviourInputError,
+        BehaviourInputs,
+        StaticScanRefusal,
+        load_after_static_scan,
+    )
     from modelward.behaviour.model_scan import (
         DEFAULT_THRESHOLD,
         LabelResult,
@@ -49,15 +61,19 @@ if not TYPE_CHECKING:  # type checkers see the imports above, and no catch-all _
 
 __all__ = [
     "DEFAULT_THRESHOLD",
+    "BehaviourInputError",
+    "BehaviourInputs",
     "DataScanSettings",
     "DataVerdict",
     "LabelResult",
     "ModelVerdict",
     "ScanSettings",
+    "StaticScanRefusal",
     "Strip",
     "TextDatasetScan",
     "TextScanSettings",
     "calibrate",
+    "load_after_static_scan",
     "model_scores",
     "scan_data",
     "scan_model",
