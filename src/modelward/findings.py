@@ -8,6 +8,7 @@ into a table, JSON or SARIF.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -172,6 +173,37 @@ class ScanResult:
         ]
         return replace(self, path=path, findings=findings)
 
+    def renamed(self, names: Sequence[tuple[str, str]]) -> ScanResult:
+        """This result with each `(real, shown)` path replaced wherever it is written.
+
+        Paths, archive members, messages, evidence and errors are rewritten (a reader's
+        error names the file it could not read), longest real path first so that neither
+        is rewritten inside the other; on a tie, the pair given first wins. The service
+        uses it to answer with the names a client used, never the server's own paths.
+        """
+        order = sorted(names, key=lambda pair: -len(pair[0]))
+
+        def shown(text: str) -> str:
+            for real, name in order:
+                text = text.replace(real, name)
+            return text
+
+        findings = [
+            replace(
+                f,
+                location=Location(
+                    shown(f.location.path),
+                    tuple(shown(m) for m in f.location.members),
+                    f.location.offset,
+                ),
+                message=shown(f.message),
+                evidence=None if f.evidence is None else shown(f.evidence),
+            )
+            for f in self.findings
+        ]
+        errors = [shown(e) for e in self.errors]
+        return replace(self, path=shown(self.path), findings=findings, errors=errors)
+
 
 @dataclass
 class ScanReport:
@@ -190,6 +222,10 @@ class ScanReport:
 
     def has_findings_at(self, threshold: Severity) -> bool:
         return any(f.severity >= threshold for f in self.findings)
+
+    def renamed(self, names: Sequence[tuple[str, str]]) -> ScanReport:
+        """Every result `renamed` (see `ScanResult.renamed`)."""
+        return replace(self, results=[r.renamed(names) for r in self.results])
 
     def to_dict(self) -> dict[str, Any]:
         from modelward import __version__

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -157,6 +157,25 @@ def _scan(
     )
 
 
+@dataclass(frozen=True)
+class ReferenceDiff:
+    """A scan's diff against a reference, as the store keeps it and the API answers it."""
+
+    #: `modelward diff`'s verdict, or `NOT_COMPARED` (the report's errors say why).
+    verdict: str
+    #: The reference as the client named it.
+    reference: str
+    #: What `modelward diff` reported, with the names the client used for both files.
+    report: ScanReport
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "reference": self.reference,
+            "report": self.report.to_dict(),
+        }
+
+
 def _diff(reference: Path, ref_name: str, candidate: Path, display: str) -> dict[str, Any]:
     """What `modelward diff` says, with server paths replaced by the names the client used."""
     from modelward.modeldiff import DiffError, diff
@@ -170,14 +189,8 @@ def _diff(reference: Path, ref_name: str, candidate: Path, display: str) -> dict
         verdict = NOT_COMPARED
         error = str(exc) if isinstance(exc, DiffError | OSError) else f"diff failed: {exc!r}"
         report = ScanReport([ScanResult(path=display, format="diff", errors=[error])])
-    text = json.dumps(report.to_dict())
-    # Longest first, so that neither path is rewritten inside the other.
-    names = sorted(
-        ((str(candidate), display), (str(reference), ref_name)), key=lambda p: -len(p[0])
-    )
-    for real, shown in names:
-        text = text.replace(json.dumps(real)[1:-1], json.dumps(shown)[1:-1])
-    return {"verdict": verdict, "reference": ref_name, "report": json.loads(text)}
+    shown = report.renamed(((str(candidate), display), (str(reference), ref_name)))
+    return ReferenceDiff(verdict, ref_name, shown).to_dict()
 
 
 @router.get(
