@@ -25,7 +25,7 @@ from fixtures.pickles import (
 from modelward.findings import Severity
 from modelward.pickle import knowledge
 from modelward.pickle.knowledge import Outcome, Use
-from modelward.pickle.policy import Verdict, default_policy
+from modelward.pickle.policy import GlobalVerdict, default_policy
 
 
 def _call(module: str, name: str, *args: str) -> bytes:
@@ -101,7 +101,7 @@ def test_gadget_in_a_trusted_package_is_critical(kind: str) -> None:
     module, qualname, use, data, sink_word = GADGETS[kind]
     path = f"{module}.{qualname}"
     # A gadget the hand-kept lists do not know: only the knowledge base can catch it.
-    assert default_policy().verdict(path) is Verdict.UNKNOWN
+    assert default_policy().verdict(path) is GlobalVerdict.UNKNOWN
     known = knowledge.lookup(module, qualname)
     assert known is not None, path
     judgement = known.judge(use)

@@ -10,56 +10,56 @@ import torch.jit._pickle
 
 from fixtures.pickles import STOP, proto, reduce_pickle, scan_bytes, stack_global
 from modelward.findings import Severity
-from modelward.pickle.policy import Verdict, default_policy, dunder_parts
+from modelward.pickle.policy import GlobalVerdict, default_policy, dunder_parts
 
 
 @pytest.mark.parametrize(
     ("path", "verdict"),
     [
-        ("posix.system", Verdict.DENIED),
-        ("os.path.join", Verdict.DENIED),  # whole module tree
-        ("subprocess.Popen", Verdict.DENIED),
-        ("builtins.eval", Verdict.DENIED),
-        ("torch.load", Verdict.DENIED),
-        ("torch.hub.load", Verdict.DENIED),
-        ("mypkg.helpers.os.system", Verdict.DENIED),  # a re-export of os
-        ("torch._utils._rebuild_tensor_v2", Verdict.ALLOWED),
-        ("collections.OrderedDict", Verdict.ALLOWED),
-        ("numpy.random._pickle.__randomstate_ctor", Verdict.ALLOWED),
-        ("torch.Size", Verdict.ALLOWED),
-        ("torch.nn.modules.linear.Linear", Verdict.ALLOWED),
-        ("sklearn.linear_model._logistic.LogisticRegression", Verdict.ALLOWED),
-        ("torch", Verdict.UNKNOWN),
-        ("torch._utils._rebuild_tensor_v2x", Verdict.UNKNOWN),  # exact, not a prefix
-        ("builtins.print", Verdict.UNKNOWN),
-        ("copyreg._reconstructor", Verdict.ALLOWED),  # a trampoline
+        ("posix.system", GlobalVerdict.DENIED),
+        ("os.path.join", GlobalVerdict.DENIED),  # whole module tree
+        ("subprocess.Popen", GlobalVerdict.DENIED),
+        ("builtins.eval", GlobalVerdict.DENIED),
+        ("torch.load", GlobalVerdict.DENIED),
+        ("torch.hub.load", GlobalVerdict.DENIED),
+        ("mypkg.helpers.os.system", GlobalVerdict.DENIED),  # a re-export of os
+        ("torch._utils._rebuild_tensor_v2", GlobalVerdict.ALLOWED),
+        ("collections.OrderedDict", GlobalVerdict.ALLOWED),
+        ("numpy.random._pickle.__randomstate_ctor", GlobalVerdict.ALLOWED),
+        ("torch.Size", GlobalVerdict.ALLOWED),
+        ("torch.nn.modules.linear.Linear", GlobalVerdict.ALLOWED),
+        ("sklearn.linear_model._logistic.LogisticRegression", GlobalVerdict.ALLOWED),
+        ("torch", GlobalVerdict.UNKNOWN),
+        ("torch._utils._rebuild_tensor_v2x", GlobalVerdict.UNKNOWN),  # exact, not a prefix
+        ("builtins.print", GlobalVerdict.UNKNOWN),
+        ("copyreg._reconstructor", GlobalVerdict.ALLOWED),  # a trampoline
         # TorchScript's list builders: exact allow pairs pass the `_pickle` suffix match...
-        ("torch.jit._pickle.build_intlist", Verdict.ALLOWED),
-        ("torch.jit._pickle.restore_type_tag", Verdict.ALLOWED),
+        ("torch.jit._pickle.build_intlist", GlobalVerdict.ALLOWED),
+        ("torch.jit._pickle.restore_type_tag", GlobalVerdict.ALLOWED),
         # ...their neighbours and every other road to the pickle modules do not.
-        ("torch.jit._pickle.loads", Verdict.DENIED),
-        ("torch.jit._pickle.Unpickler", Verdict.DENIED),
-        ("torch.jit._pickle", Verdict.DENIED),
-        ("_pickle.loads", Verdict.DENIED),
-        ("_pickle.Unpickler", Verdict.DENIED),
-        ("pickle.loads", Verdict.DENIED),
-        ("pickle._loads", Verdict.DENIED),
-        ("pickle._Unpickler", Verdict.DENIED),
-        ("some.pkg._pickle.loads", Verdict.DENIED),
-        ("some.pkg.pickle.loads", Verdict.DENIED),
-        ("torch.pickle.loads", Verdict.DENIED),
-        ("torch.serialization.pickle.loads", Verdict.DENIED),
-        ("numpy.random._pickle.loads", Verdict.DENIED),
+        ("torch.jit._pickle.loads", GlobalVerdict.DENIED),
+        ("torch.jit._pickle.Unpickler", GlobalVerdict.DENIED),
+        ("torch.jit._pickle", GlobalVerdict.DENIED),
+        ("_pickle.loads", GlobalVerdict.DENIED),
+        ("_pickle.Unpickler", GlobalVerdict.DENIED),
+        ("pickle.loads", GlobalVerdict.DENIED),
+        ("pickle._loads", GlobalVerdict.DENIED),
+        ("pickle._Unpickler", GlobalVerdict.DENIED),
+        ("some.pkg._pickle.loads", GlobalVerdict.DENIED),
+        ("some.pkg.pickle.loads", GlobalVerdict.DENIED),
+        ("torch.pickle.loads", GlobalVerdict.DENIED),
+        ("torch.serialization.pickle.loads", GlobalVerdict.DENIED),
+        ("numpy.random._pickle.loads", GlobalVerdict.DENIED),
     ],
 )
-def test_verdicts(path: str, verdict: Verdict) -> None:
+def test_verdicts(path: str, verdict: GlobalVerdict) -> None:
     assert default_policy().verdict(path) is verdict
 
 
 def test_user_allow_never_beats_deny() -> None:
     policy = default_policy().with_allowed({"os.system", "mypkg.Block"})
-    assert policy.verdict("os.system") is Verdict.DENIED
-    assert policy.verdict("mypkg.Block") is Verdict.ALLOWED
+    assert policy.verdict("os.system") is GlobalVerdict.DENIED
+    assert policy.verdict("mypkg.Block") is GlobalVerdict.ALLOWED
 
 
 def test_dunder_parts() -> None:

@@ -20,7 +20,7 @@ from modelward.pickle.machine import (
 )
 from modelward.pickle.policy import (
     GlobalPolicy,
-    Verdict,
+    GlobalVerdict,
     default_policy,
     dunder_parts,
     wrapper_kind,
@@ -233,7 +233,7 @@ def _report_verdict(
     path = imported.path
     user_allowed = ctx.config.allow_globals
     verdict = policy.verdict(path)
-    if verdict is Verdict.DENIED:
+    if verdict is GlobalVerdict.DENIED:
         _report_denied(imported, where, evidence, ctx)
     elif path in user_allowed:
         ctx.report(
@@ -252,7 +252,7 @@ def _report_verdict(
             " probe or a test payload; whoever made it can make the file run other calls",
             evidence=evidence,
         )
-    elif verdict is Verdict.UNKNOWN:
+    elif verdict is GlobalVerdict.UNKNOWN:
         _report_by_knowledge(imported, policy, where, evidence, ctx)
 
 

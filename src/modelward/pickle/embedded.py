@@ -27,7 +27,7 @@ from modelward.findings import Location, Severity
 from modelward.pickle import knowledge
 from modelward.pickle.knowledge import Outcome, Use
 from modelward.pickle.machine import ImportedGlobal, PickleMachine
-from modelward.pickle.policy import GlobalPolicy, Verdict, default_policy
+from modelward.pickle.policy import GlobalPolicy, GlobalVerdict, default_policy
 from modelward.pickle.sniff import looks_like_pickle, walk_head
 from modelward.pickle.walker import ByteSource, LargePayload, PickleDamage
 
@@ -277,10 +277,10 @@ def _dangerous(imported: ImportedGlobal, policy: GlobalPolicy) -> tuple[str, Sev
             return "imports a name that cannot be vetted", Severity.HIGH
         return None
     verdict = policy.verdict(imported.path)
-    if verdict is Verdict.DENIED:
+    if verdict is GlobalVerdict.DENIED:
         why = f"imports {imported.path}, which can execute code or reach the system"
         return why, Severity.CRITICAL
-    if verdict is Verdict.ALLOWED:
+    if verdict is GlobalVerdict.ALLOWED:
         return None
     known = knowledge.lookup(imported.module, imported.name)
     for use in imported.uses:

@@ -34,7 +34,9 @@ class Role(enum.Enum):
     LOAD = "load"
 
 
-class Verdict(enum.Enum):
+class GlobalVerdict(enum.Enum):
+    """What the lists say of one imported global (`module.name`): allowed, denied or unknown."""
+
     ALLOWED = "allowed"
     DENIED = "denied"
     UNKNOWN = "unknown"
@@ -68,7 +70,7 @@ class GlobalPolicy:
             return self
         return replace(self, allow=self.allow | extra)
 
-    def verdict(self, path: str) -> Verdict:
+    def verdict(self, path: str) -> GlobalVerdict:
         """Classify a dotted `module.qualname`.
 
         Deny wins over allow for the path itself. Every dotted suffix of an
@@ -81,12 +83,12 @@ class GlobalPolicy:
         """
         parts = path.split(".")
         if self._denied(parts):
-            return Verdict.DENIED
+            return GlobalVerdict.DENIED
         if path in self.allow or path in self.wrappers or path in self.arguments:
-            return Verdict.ALLOWED
+            return GlobalVerdict.ALLOWED
         if any(self._denied(parts[start:]) for start in range(1, len(parts))):
-            return Verdict.DENIED
-        return Verdict.UNKNOWN
+            return GlobalVerdict.DENIED
+        return GlobalVerdict.UNKNOWN
 
     def _denied(self, parts: list[str]) -> bool:
         if ".".join(parts) in self.deny_globals:

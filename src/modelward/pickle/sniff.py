@@ -32,7 +32,7 @@ from modelward.config import Limits
 from modelward.pickle import knowledge
 from modelward.pickle.machine import ImportedGlobal, PickleMachine
 from modelward.pickle.opcodes import HIGHEST_PROTOCOL, OPCODES
-from modelward.pickle.policy import Verdict, default_policy
+from modelward.pickle.policy import GlobalVerdict, default_policy
 from modelward.pickle.walker import ByteSource, PickleDamage, iter_opcodes
 
 #: The head the dispatcher sniffs (`formats.interface.HEAD_SIZE`; not imported: formats import us).
@@ -152,7 +152,7 @@ def _plausible(imported: ImportedGlobal) -> bool:
         return True  # a computed name: something ran to build it
     if not (_is_import_name(module) and _is_import_name(name)):
         return False
-    if default_policy().verdict(f"{module}.{name}") is not Verdict.UNKNOWN:
+    if default_policy().verdict(f"{module}.{name}") is not GlobalVerdict.UNKNOWN:
         return True
     return module.split(".", 1)[0] in _known_top_modules()
 
