@@ -21,7 +21,8 @@ from modelward.findings import ScanResult
 from modelward.report.html import environment, style_source
 
 if TYPE_CHECKING:
-    from modelward.store import ResultStore, StoredScan, Verdict
+    from modelward.store import ResultStore, StoredScan
+    from modelward.store.records import CheckVerdict
 
 #: What a model page's `{digest}` must look like: a SHA-256 in lower-case hex.
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
@@ -108,7 +109,7 @@ def _page(template: str, *, status_code: int = 200, **context: Any) -> HTMLRespo
     return HTMLResponse(html, status_code=status_code, headers=security_headers())
 
 
-def _latest(verdicts: list[Verdict], kind: str) -> Verdict | None:
+def _latest(verdicts: list[CheckVerdict], kind: str) -> CheckVerdict | None:
     """The newest verdict of `kind` (`verdicts` are newest first)."""
     return next((v for v in verdicts if v.kind == kind), None)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelward.store.records import StoredScan, Verdict
+from modelward.store.records import CheckVerdict, StoredScan
 from modelward.store.ruleset import sha256_file
 from modelward.store.sql import ResultStore
 
@@ -28,7 +28,7 @@ class FileHistory:
     #: The digest of the file as it is now; None for a digest query or a file that is gone.
     sha256: str | None
     scans: list[StoredScan]
-    verdicts: list[Verdict]
+    verdicts: list[CheckVerdict]
 
     def __bool__(self) -> bool:
         return bool(self.scans or self.verdicts)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from modelward.findings import ScanResult, Severity
 from modelward.store.dbapi import HEAD_REVISION, SQLITE_BUSY_SECONDS, configure_sqlite
 from modelward.store.errors import StoreError
-from modelward.store.records import ModelSummary, StoredScan, Verdict
+from modelward.store.records import CheckVerdict, ModelSummary, StoredScan
 from modelward.store.schema import ResultRow, ScanRow, VerdictRow
 
 #: Seconds to wait for a PostgreSQL server to answer a connection.
@@ -115,7 +115,7 @@ class History:
             rows = session.execute(query).all()
         return [_stored_scan(scan, shared) for scan, shared in rows]
 
-    def verdicts(self, column: str, value: str) -> list[Verdict]:
+    def verdicts(self, column: str, value: str) -> list[CheckVerdict]:
         """Verdicts whose `column` (sha256, path) is `value`, newest first."""
         query = (
             select(VerdictRow)
@@ -150,7 +150,7 @@ class History:
                 VerdictRow.sha256,
                 VerdictRow.kind,
             )
-        by_kind: dict[tuple[str, str], Verdict] = {
+        by_kind: dict[tuple[str, str], CheckVerdict] = {
             (v.sha256, v.kind): _verdict(v) for v in verdicts
         }
         scans = {s.sha256: s for s in newest}
@@ -203,8 +203,8 @@ def _stored_scan(scan: ScanRow, shared: dict[str, Any] | None) -> StoredScan:
     )
 
 
-def _verdict(row: VerdictRow) -> Verdict:
-    return Verdict(row.sha256, row.path, row.kind, row.passed, row.detail, row.recorded_at)
+def _verdict(row: VerdictRow) -> CheckVerdict:
+    return CheckVerdict(row.sha256, row.path, row.kind, row.passed, row.detail, row.recorded_at)
 
 
 def _severity(value: int | None) -> Severity | None:

@@ -64,8 +64,8 @@ class StoredScan:
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """A pass/fail check recorded against a file's digest (signature, lock or gate)."""
+class CheckVerdict:
+    """The outcome of a pass/fail check of a file (signature, lock or gate), by digest."""
 
     sha256: str
     path: str
@@ -85,6 +85,10 @@ class Verdict:
         }
 
 
+#: Deprecated: the name before `CheckVerdict` (kept for `modelward.store.Verdict` users).
+Verdict = CheckVerdict
+
+
 @dataclass(frozen=True)
 class ModelSummary:
     """One file the store knows, as the web index lists it."""
@@ -95,5 +99,5 @@ class ModelSummary:
     max_severity: Severity | None
     last_scanned: datetime
     scans: int
-    signature: Verdict | None
-    lock: Verdict | None
+    signature: CheckVerdict | None
+    lock: CheckVerdict | None

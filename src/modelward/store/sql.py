@@ -37,7 +37,7 @@ from modelward.store.dbapi import (
     sqlite_file,
 )
 from modelward.store.errors import StoreError
-from modelward.store.records import ModelSummary, ScanEvent, StoredScan, Verdict
+from modelward.store.records import CheckVerdict, ModelSummary, ScanEvent, StoredScan
 from modelward.store.ruleset import ruleset_version
 from modelward.store.urls import default_store_url, mask_url, normalise_url
 
@@ -241,10 +241,12 @@ class ResultStore:
 
     def record_verdict(
         self, sha256: str, path: str, kind: str, passed: bool, detail: str = ""
-    ) -> Verdict:
+    ) -> CheckVerdict:
         return self.record_verdicts([(sha256, path, kind, passed, detail)])[0]
 
-    def record_verdicts(self, verdicts: Sequence[tuple[str, str, str, bool, str]]) -> list[Verdict]:
+    def record_verdicts(
+        self, verdicts: Sequence[tuple[str, str, str, bool, str]]
+    ) -> list[CheckVerdict]:
         """Record several (sha256, path, kind, passed, detail) verdicts in one transaction."""
         now = datetime.now(UTC)
         db = self._database()
@@ -262,13 +264,13 @@ class ResultStore:
         if rows:
             with self._errors("cannot write"), db.transaction(write=True) as cursor:
                 cursor.executemany(INSERT_VERDICT, rows)
-        return [Verdict(*v, recorded_at=now) for v in verdicts]
+        return [CheckVerdict(*v, recorded_at=now) for v in verdicts]
 
-    def verdicts_for_digest(self, sha256: str) -> list[Verdict]:
+    def verdicts_for_digest(self, sha256: str) -> list[CheckVerdict]:
         """Every verdict on these bytes, newest first."""
         return self._history(lambda history: history.verdicts("sha256", sha256))
 
-    def verdicts_for_path(self, path: str) -> list[Verdict]:
+    def verdicts_for_path(self, path: str) -> list[CheckVerdict]:
         """Every verdict recorded under this path, newest first."""
         return self._history(lambda history: history.verdicts("path", path))
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from modelward.integrity.hashing import HashTask, digest_tasks
 from modelward.integrity.walk import DEFAULT_IGNORE, SINGLE_FILE_NAME, list_files
-from modelward.store.records import Verdict
+from modelward.store.records import CheckVerdict
 
 if TYPE_CHECKING:
     from modelward.integrity.cache import DigestCache
@@ -35,7 +35,7 @@ def record_model_verdicts(
     allow_symlinks: bool = False,
     cache: DigestCache | None = None,
     sha256: Mapping[str, bytes] | None = None,
-) -> list[Verdict]:
+) -> list[CheckVerdict]:
     """Write `kind`'s verdict against every file of `model`, in one transaction.
 
     `culprits` maps a file's name inside the model (as the integrity checks name it) to
