@@ -3,6 +3,10 @@
 This is the small piece that joins the format scanners (`formats/`), the
 findings model and the config. It knows nothing of stores, processes or Ray:
 `runner` runs it for the CLI, the public API, `-j` workers, Ray tasks and the service.
+
+This is what `modelward.scan` runs, and it is static: it reads bytes and parses them; it
+never loads, unpickles, imports or runs anything it scans. Running a model is the job of
+the behavioural checks (`modelward.scan_model`, in `behaviour/`), never of this module.
 """
 
 from __future__ import annotations
@@ -141,7 +145,10 @@ def _unrecognised(blob: Blob, head: bytes, ctx: ScanContext) -> str:
 
 
 def scan_file(path: Path, config: ScanConfig, display: str | None = None) -> ScanResult:
-    """Scan one file on disk; never raises for anything the file contains."""
+    """Scan one file on disk by reading its bytes (never executing them).
+
+    Never raises for anything the file contains.
+    """
     start = time.monotonic()
     result = ScanResult(path=display if display is not None else str(path))
     if path.is_symlink() and not path.exists():

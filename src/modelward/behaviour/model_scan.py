@@ -316,6 +316,10 @@ def scan_model(
 ) -> ModelVerdict:
     """Reverse-engineer a trigger per label of `model` on clean inputs and judge the model.
 
+    Unlike `modelward.scan`, which only reads bytes, this *runs* `model` (forward and
+    backward passes): pass a model you have already loaded, after a static scan of its
+    file (`modelward.behaviour.load_after_static_scan` scans, then loads only a clean file).
+
     `x_clean` (N, C, H, W) and `y_clean` (N,) are correctly labelled clean inputs in the range
     the model expects (a few dozen per class is enough). Tabular models take feature rows
     `x_clean` (N, F): the mask then selects features. The model is run, not trained.

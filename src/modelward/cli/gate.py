@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         text = json.dumps(result.to_dict(), indent=2) + "\n"
     else:
         terminal = args.output is None and sys.stdout.isatty()
-        text = RENDERERS[args.format](result.report(), terminal=terminal)
+        text = RENDERERS[args.format](result.to_report(), terminal=terminal)
         if args.format == "table":
             text += result.summary() + "\n"
     write_output(text, args.output)

@@ -77,7 +77,7 @@ class GateResult:
         count = len(self.reasons)
         return f"FAIL {self.path}: {count} reason{'s' if count != 1 else ''} ({ids})"
 
-    def report(self) -> ScanReport:
+    def to_report(self) -> ScanReport:
         """The reasons as a one-row report, for the renderers (SARIF results = reasons)."""
         row = ScanResult(path=self.path, format=GATE_FORMAT, findings=list(self.reasons))
         files = [r for r in self.scan.results if r.format != FOLDER_FORMAT]
@@ -86,10 +86,14 @@ class GateResult:
         row.seconds = self.seconds
         return ScanReport(results=[row], seconds=self.seconds)
 
+    def report(self) -> ScanReport:
+        """Deprecated: `to_report()` (the name `DiffResult` uses for the same thing)."""
+        return self.to_report()
+
     def to_dict(self) -> dict[str, Any]:
-        """The JSON report: `report()`'s document with `gate`, the verdict and its checks."""
+        """The JSON report: `to_report()`'s document with `gate`, the verdict and its checks."""
         return {
-            **self.report().to_dict(),
+            **self.to_report().to_dict(),
             "gate": {"verdict": self.verdict.lower(), "checks": list(self.checks)},
         }
 
