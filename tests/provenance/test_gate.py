@@ -18,7 +18,7 @@ from modelward.cli.main import main
 from modelward.provenance.gate import GateResult, gate
 from modelward.provenance.lock import lock_model, write_lock
 
-SARIF_SCHEMA = Path(__file__).parent / "data" / "sarif-schema-2.1.0.json"
+SARIF_SCHEMA = Path(__file__).parent.parent / "data" / "sarif-schema-2.1.0.json"
 EVERY_CHECK = ["scan", "lock", "signature", "sources", "weights"]
 
 
