@@ -23,8 +23,8 @@ from fixtures.archives import (
 )
 from modelward.config import Limits, ScanConfig
 from modelward.findings import ScanResult, Severity
-from modelward.formats import SCANNERS, archive
-from modelward.formats.interface import Blob, ScanContext
+from modelward.formats import SCANNERS, tar
+from modelward.formats.interface import IN_MEMORY_BYTES, Blob, ScanContext
 
 SUFFIXES = {"gzip": ".gz", "bzip2": ".bz2", "xz": ".xz"}
 
@@ -50,8 +50,8 @@ def test_v7_tar_without_magic_is_detected_by_checksum() -> None:
     v7[257:265] = bytes(8)  # drop the "ustar" magic and version, then fix the checksum
     v7[148:156] = b"        "
     v7[148:156] = b"%06o\x00 " % (sum(v7[:512]))
-    assert archive.TAR.detect(modelward_blob(bytes(v7)), bytes(v7[:4096]))
-    assert not archive.TAR.detect(modelward_blob(b"x" * 600), b"x" * 600)
+    assert tar.TAR.detect(modelward_blob(bytes(v7)), bytes(v7[:4096]))
+    assert not tar.TAR.detect(modelward_blob(b"x" * 600), b"x" * 600)
 
 
 def modelward_blob(data: bytes) -> Blob:
@@ -122,7 +122,7 @@ def test_traversal_absolute_links_and_special_members(tmp_path: Path) -> None:
     ],
 )
 def test_member_path_escapes(name: str, escapes: bool) -> None:
-    assert archive.member_path_escapes(name) is escapes
+    assert tar.member_path_escapes(name) is escapes
 
 
 def test_too_many_members_stops_with_a_finding(tmp_path: Path) -> None:
@@ -197,7 +197,7 @@ def test_member_blobs_read_back_exactly(
     spool = tmp_path / "spool"
     spool.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(spool))
-    big = bytes(range(256)) * (archive.IN_MEMORY_BYTES // 256 + 7)
+    big = bytes(range(256)) * (IN_MEMORY_BYTES // 256 + 7)
     small = b"small member"
     inner = tar_bytes([TarEntry("big.bin", big), TarEntry("small.txt", small)])
     path = tmp_path / ("m.tar.gz" if wrapped else "m.tar")
@@ -213,7 +213,7 @@ def test_member_blobs_read_back_exactly(
 
 def test_large_compressed_zip_is_found_by_its_end(tmp_path: Path) -> None:
     """A zip is sniffed at its end; for large decompressed content that end is kept, not re-read."""
-    filler = bytes(range(256)) * (archive.IN_MEMORY_BYTES // 256 + 1024)
+    filler = bytes(range(256)) * (IN_MEMORY_BYTES // 256 + 1024)
     path = tmp_path / "bundle.zip.gz"
     path.write_bytes(
         COMPRESSORS["gzip"](zip_bytes({"filler.bin": filler, "data.pkl": malicious_pickle()}))

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from fixtures.archives import COMPRESSORS, TarEntry, malicious_pickle, tar_bytes
 from modelward.config import Limits, ScanConfig
 from modelward.findings import Location, ScanResult
-from modelward.formats import archive
+from modelward.formats import tar
 from modelward.formats.hf_folder import FOLDER_FORMAT, auto_map_references, scan_model_folder
 from modelward.formats.interface import Blob, ScanContext
 from modelward.scanner import dispatch
@@ -72,7 +72,7 @@ def test_mutated_archives_only_produce_findings(data: bytes) -> None:
 @given(st.binary(min_size=512, max_size=2048))
 def test_tar_detection_never_raises(head: bytes) -> None:
     blob = Blob.from_bytes(Location("x"), head)
-    assert archive.TAR.detect(blob, head) in (True, False)
+    assert tar.TAR.detect(blob, head) in (True, False)
 
 
 _SEGMENT = st.sampled_from(["a", "b", ".", "..", "", "c.d", "..."])
@@ -84,7 +84,7 @@ def test_member_path_escape_matches_resolving_under_root(parts: list[str], absol
     root = "/extract/here"
     resolved = posixpath.normpath(posixpath.join(root, name))
     inside = resolved == root or resolved.startswith(root + "/")
-    assert archive.member_path_escapes(name) is (absolute or not inside)
+    assert tar.member_path_escapes(name) is (absolute or not inside)
 
 
 _JSON = st.recursive(

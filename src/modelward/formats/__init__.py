@@ -7,7 +7,7 @@ are built on (a PyTorch zip before a plain zip, NumPy before raw pickle).
 
 A scanner's module is imported the first time a blob could be its format: each entry
 names the module and a cheap test on the head (`_magic`) that is true for every blob the
-scanner would accept. A folder of pickles never imports the ONNX, HDF5 or archive code.
+scanner would accept. A folder of pickles never imports the ONNX, HDF5, tar or decompression code.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ SCANNERS: list[FormatScanner] = [
     # a zip's end), which would otherwise claim a tar whose first or last member is one.
     # torch's legacy tar checkpoint first: it is a tar, scanned as one and then as torch reads it.
     LazyScanner("pytorch-tar", "pytorch_tar:PYTORCH_TAR", _tar),
-    LazyScanner("tar", "archive:TAR", _tar),
+    LazyScanner("tar", "tar:TAR", _tar),
     LazyScanner("hdf5", "hdf5:HDF5", _hdf5),
     # Zip-based formats before PyTorch's zip and the generic zip they are built on.
     LazyScanner("torchscript", "torchscript:TORCHSCRIPT", _zip_naming("constants.pkl")),
@@ -149,9 +149,9 @@ SCANNERS: list[FormatScanner] = [
     # other protobuf formats.
     LazyScanner("onnx", "onnx:ONNX", _prefix(b"\x08")),
     # Generic compressed streams last: their content is dispatched again by its bytes.
-    LazyScanner("gzip", "archive:GZIP", lambda _b, head: _magic.gzip_magic(head)),
-    LazyScanner("bzip2", "archive:BZIP2", lambda _b, head: _magic.bzip2_magic(head)),
-    LazyScanner("xz", "archive:XZ", lambda _b, head: _magic.xz_magic(head)),
+    LazyScanner("gzip", "compressed:GZIP", lambda _b, head: _magic.gzip_magic(head)),
+    LazyScanner("bzip2", "compressed:BZIP2", lambda _b, head: _magic.bzip2_magic(head)),
+    LazyScanner("xz", "compressed:XZ", lambda _b, head: _magic.xz_magic(head)),
     LazyScanner("7z", "sevenzip:SEVEN_ZIP", _prefix(b"7z\xbc\xaf\x27\x1c")),
     # Raw pickle after the formats that embed pickles (NumPy, joblib, PyTorch).
     LazyScanner("pickle", "pickle:PICKLE"),

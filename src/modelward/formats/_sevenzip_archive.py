@@ -42,8 +42,9 @@ import py7zr.exceptions
 from py7zr.io import Py7zIO, WriterFactory
 
 from modelward.findings import Location, Severity
-from modelward.formats.archive import BOMB_MIN_BYTES, member_path_escapes
+from modelward.formats.compressed import BOMB_MIN_BYTES
 from modelward.formats.interface import IN_MEMORY_BYTES, Blob, ScanAborted, ScanContext
+from modelward.formats.tar import member_path_escapes
 
 #: Signature header: magic, version (2 bytes), start header CRC, next header offset, size, CRC.
 _START_HEADER = struct.Struct("<6sBBIQQI")

@@ -23,9 +23,9 @@ from typing import BinaryIO, cast
 from modelward.findings import Location, Severity
 from modelward.formats._spliced import scan_pickle_ranges
 from modelward.formats._streams import ByteWindow
-from modelward.formats.archive import TAR, _BoundedTarInfo
 from modelward.formats.interface import IN_MEMORY_BYTES, Blob, ScanAborted, ScanContext
 from modelward.formats.pickle import scan_pickle_stream
+from modelward.formats.tar import TAR, BoundedTarInfo
 
 #: Element sizes of the storage classes `legacy_load` reads raw bytes for (`_dtype`).
 _STORAGE_ELEMENT_SIZES = {
@@ -73,7 +73,7 @@ class PyTorchTarScanner:
         TAR.scan(blob, ctx)
         try:
             with ctx.open(blob) as stream:
-                archive = tarfile.TarFile(fileobj=stream, tarinfo=_BoundedTarInfo)
+                archive = tarfile.TarFile(fileobj=stream, tarinfo=BoundedTarInfo)
                 records = [
                     m
                     for m in archive.getmembers()[: ctx.config.limits.max_members]
@@ -109,7 +109,7 @@ class PyTorchTarScanner:
 def _tar_has_storages(blob: Blob) -> bool:
     try:
         with blob.open() as stream:
-            archive = tarfile.TarFile(fileobj=stream, tarinfo=_BoundedTarInfo)
+            archive = tarfile.TarFile(fileobj=stream, tarinfo=BoundedTarInfo)
             for count, member in enumerate(archive):
                 if member.name == "storages":
                     return True
