@@ -18,8 +18,9 @@ from fixtures import sklearn_models
 from fixtures.torch_models import Payload
 from modelward.config import Limits, ScanConfig
 from modelward.findings import Location, ScanResult, Severity
+from modelward.formats._joblib_layout import read_layout
+from modelward.formats._magic import compression
 from modelward.formats.interface import Blob, ScanContext
-from modelward.formats.joblib import compression, read_layout
 from modelward.scanner import dispatch
 
 

@@ -214,12 +214,12 @@ class ZFileArrayScanner:
     name = "joblib-zfile"
 
     def detect(self, blob: Blob, head: bytes) -> bool:
-        from modelward.formats.joblib import zfile_length
+        from modelward.formats._joblib_codecs import zfile_length
 
         return zfile_length(head) is not None and _zfile_head(blob) is not None
 
     def scan(self, blob: Blob, ctx: ScanContext) -> None:
-        from modelward.formats.joblib import open_zfile, zfile_length
+        from modelward.formats._joblib_codecs import open_zfile, zfile_length
 
         limits = ctx.config.limits
         with ctx.open(blob) as stream:
@@ -275,7 +275,7 @@ class ZFileArrayScanner:
 
 def _zfile_head(blob: Blob) -> bytes | None:
     """The first decompressed bytes of a `ZF` file; None when they do not decompress."""
-    from modelward.formats.joblib import open_zfile
+    from modelward.formats._joblib_codecs import open_zfile
 
     try:
         with blob.open() as raw, open_zfile(raw, 1024**2, None) as stream:
