@@ -281,9 +281,11 @@ __all__ = [
     "DEFAULT_LOCK_FILE",
     "LockError",
     "LockedModel",
+    "check_lock",
     "check_model",
     "find_locked_file",
     "lock_model",
+    "lock_models",
     "read_lock",
     "write_lock",
 ]

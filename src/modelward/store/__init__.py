@@ -19,6 +19,7 @@ from modelward.store.urls import default_store_url, mask_url
 _LAZY = {
     "ModelSummary": "modelward.store.records",
     "StoredScan": "modelward.store.records",
+    "CheckVerdict": "modelward.store.records",
     "Verdict": "modelward.store.records",
     "ruleset_version": "modelward.store.ruleset",
     "sha256_file": "modelward.store.ruleset",
@@ -28,7 +29,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from modelward.store.records import ModelSummary, StoredScan, Verdict
+    from modelward.store.records import CheckVerdict, ModelSummary, StoredScan, Verdict
     from modelward.store.ruleset import ruleset_version, sha256_file
     from modelward.store.sql import ResultStore, is_reusable, open_store
 
@@ -38,6 +39,7 @@ if not TYPE_CHECKING:  # type checkers see the imports above, and no catch-all _
 
 
 __all__ = [
+    "CheckVerdict",
     "ModelSummary",
     "ResultStore",
     "StoreError",
