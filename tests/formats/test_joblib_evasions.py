@@ -77,8 +77,12 @@ def test_wrapper_spelled_through_getattr_is_still_read_as_joblib(tmp_path: Path)
     loaded = joblib.load(twin)
     assert loaded["b"] == MARKER and list(loaded["a"]) == [0, 1, 2]
     assert (_worst(twin) or Severity.INFO) < Severity.MEDIUM
-    evil = _respelled_dump(tmp_path, Reduces(print, ("x",)), "evil")
-    evil.write_bytes(evil.read_bytes().replace(b"c__builtin__\nprint\n", b"cposix\nsystem\n"))
+    # The malicious version: the marker's opcode (protocol 2: BINUNICODE) becomes a call of
+    # os.system, spliced in without pickling anything that could run.
+    evil = _respelled_dump(tmp_path, MARKER, "evil")
+    marker = b"X" + struct.pack("<I", len(MARKER)) + MARKER.encode()
+    assert evil.read_bytes().count(marker) == 1
+    evil.write_bytes(evil.read_bytes().replace(marker, _payload()))
     assert _worst(evil) is Severity.CRITICAL
 
 
