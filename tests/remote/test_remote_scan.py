@@ -238,3 +238,18 @@ def test_a_stalled_hub_api_is_an_error_within_the_timeout(monkeypatch) -> None:
         with pytest.raises(RemoteError, match="listing failed"):
             scan_remote("hf://org/m", ScanConfig(), settings=QUICK)
     assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize(("kind", "prefix"), [("dataset", "datasets/"), ("space", "spaces/")])
+def test_dataset_and_space_repositories(
+    repo_files: dict[str, bytes], kind: str, prefix: str, capsys, monkeypatch
+) -> None:
+    repo = HubRepo("org/things", {"raw.pkl": repo_files["raw.pkl"]}, repo_type=kind)
+    with HubServer([repo]) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        code, report, _ = scan_json(capsys, f"hf://{prefix}org/things")
+        assert main(["scan", "--no-store", "hf://org/things"]) == EXIT_ERROR  # not a model repo
+    assert code == EXIT_FINDINGS
+    (result,) = report["results"]
+    assert result["path"] == f"hf://{prefix}org/things@{repo.commit}/raw.pkl"
+    assert result["max_severity"] == "critical"

@@ -93,9 +93,10 @@ def register(subparsers: Any) -> None:
         nargs="*",
         metavar="PATH",
         help="file or folder; or remote, read by range requests without downloading:"
-        " hf://ORG/REPO[@REVISION][/PATH] (a Hugging Face repository, honours HF_ENDPOINT and"
-        " HF_TOKEN), an http(s):// URL of one file, or s3://BUCKET/KEY[/] and gs://BUCKET/KEY[/]"
-        " (an object, or every object under a prefix; the s3 or gcs extra)",
+        " hf://[datasets/|spaces/]ORG/REPO[@REVISION][/PATH] (a Hugging Face repository,"
+        " honours HF_ENDPOINT and HF_TOKEN), an http(s):// URL of one file, or"
+        " s3://BUCKET/KEY[/] and gs://BUCKET/KEY[/] (an object, or every object under a"
+        " prefix; the s3 or gcs extra)",
     )
     parser.add_argument(
         "--files-from",

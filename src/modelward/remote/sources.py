@@ -21,8 +21,12 @@ from modelward.remote.http import HttpSettings, ReadClient, RemoteError, first_l
 REMOTE_PREFIXES = ("hf://", "http://", "https://", "s3://", "gs://")
 
 _HF_TARGET = re.compile(
-    r"hf://(?P<repo>[^/@\s]+/[^/@\s]+)(?:@(?P<revision>[^/\s]+))?(?:/(?P<path>.*))?"
+    r"hf://(?:(?P<kind>datasets|spaces)/)?(?P<repo>[^/@\s]+/[^/@\s]+)"
+    r"(?:@(?P<revision>[^/\s]+))?(?:/(?P<path>.*))?"
 )
+#: `hf://datasets/...` and `hf://spaces/...` name those repository types (huggingface_hub's
+#: own URI convention); anything else is a model.
+_REPO_TYPES = {"datasets": "dataset", "spaces": "space", None: "model"}
 
 
 def is_remote(target: str) -> bool:
@@ -80,17 +84,21 @@ def _resolve_hub(target: str, timeout: float) -> RemoteSource:
 
     match = _HF_TARGET.fullmatch(target)
     if match is None:
-        raise RemoteError(f"{target}: not hf://ORG/REPO[@REVISION][/PATH]")
+        raise RemoteError(f"{target}: not hf://[datasets/|spaces/]ORG/REPO[@REVISION][/PATH]")
     repo, revision, prefix = match["repo"], match["revision"] or "main", match["path"] or ""
+    repo_type = _REPO_TYPES[match["kind"]]
     endpoint, token = hub_endpoint(), get_token()
     api = HfApi(endpoint=endpoint, token=token)
     try:
-        commit = api.model_info(repo, revision=revision, timeout=timeout).sha
+        info = api.repo_info(repo, repo_type=repo_type, revision=revision, timeout=timeout)
+        commit = info.sha
         if not commit:
             raise RemoteError(f"{target}: the Hub named no commit for revision {revision!r}")
         entries = [
             entry
-            for entry in api.list_repo_tree(repo, revision=commit, recursive=True)
+            for entry in api.list_repo_tree(
+                repo, repo_type=repo_type, revision=commit, recursive=True
+            )
             if isinstance(entry, RepoFile)
             and (
                 not prefix
@@ -106,10 +114,12 @@ def _resolve_hub(target: str, timeout: float) -> RemoteSource:
         raise RemoteError(f"{target}: listing failed: {type(exc).__name__}: {exc}") from exc
     if not entries:
         raise RemoteError(f"{target}: no such file in {repo} at {commit}")
-    shown = f"hf://{repo}@{commit}"
+    shown = f"hf://{match['kind'] + '/' if match['kind'] else ''}{repo}@{commit}"
     files = [
         RemoteFile(
-            url=hf_hub_url(repo, entry.path, revision=commit, endpoint=endpoint),
+            url=hf_hub_url(
+                repo, entry.path, repo_type=repo_type, revision=commit, endpoint=endpoint
+            ),
             shown=f"{shown}/{entry.path}",
             path=entry.path,
             size=entry.size,
