@@ -300,7 +300,8 @@ def _scan_remote_targets(
             )
         except RemoteError as exc:
             failed = ScanResult(path=redact(target), format="unreadable")
-            failed.errors.append(without_location(str(exc), failed.path))
+            message = without_location(str(exc), failed.path)
+            failed.errors.append(without_location(message, failed.path.rstrip("/")))
             results.append(failed)
     return results
 
