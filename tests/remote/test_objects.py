@@ -195,7 +195,7 @@ def test_a_missing_bucket_or_prefix_is_exit_2_with_a_clear_message(
         assert "s3://no-such-bucket" in text and "no such bucket" in text
     code, _, text = scan_json(capsys, f"s3://{BUCKET}/nothing/here/")
     assert code == EXIT_ERROR
-    assert f"s3://{BUCKET}/nothing/here: no objects under this prefix" in text
+    assert f"modelward: s3://{BUCKET}/nothing/here/: no objects under this prefix" in text
     assert SECRET not in text and KEY_ID not in text
 
 
