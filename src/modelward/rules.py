@@ -575,9 +575,11 @@ RULES: dict[str, Rule] = _index(
     Rule(
         "MW-ARCHIVE-PATH-TRAVERSAL",
         HIGH,
-        "Archive member path escapes the extraction folder",
+        "Member or listed path escapes its folder",
         MODEL_SUPPLY_CHAIN,
-        "A tar or 7z member's path is absolute or climbs out of the extraction folder with `..`.",
+        "A tar or 7z member's path, or a file path a remote listing gives (Hub, S3), is absolute"
+        " or climbs out of its folder with `..`; a remote file so named is scanned but never"
+        " written to disk.",
     ),
     Rule(
         "MW-ARCHIVE-LINK-ESCAPE",

@@ -253,3 +253,37 @@ def test_dataset_and_space_repositories(
     (result,) = report["results"]
     assert result["path"] == f"hf://{prefix}org/things@{repo.commit}/raw.pkl"
     assert result["max_severity"] == "critical"
+
+
+def test_a_listed_path_that_climbs_out_is_a_finding_and_never_written(
+    repo_files: dict[str, bytes], tmp_path: Path, monkeypatch
+) -> None:
+    """The staging copy must not follow a hostile listing out of its folder."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    files = {"config.json": b"{}", "../../escaped.json": b"{}", "/abs.json": b"{}"}
+    with HubServer([HubRepo("org/model", files)]) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        results = scan_remote("hf://org/model", ScanConfig(), settings=QUICK)
+    flagged = {
+        r.path.rsplit("@", 1)[1].split("/", 1)[1]
+        for r in results
+        if any(f.rule_id == "MW-ARCHIVE-PATH-TRAVERSAL" for f in r.findings)
+    }
+    assert flagged == {"../../escaped.json", "/abs.json"}
+    assert [p.name for p in tmp_path.rglob("*.json")] == []  # the staging copy is gone, and
+    assert not (tmp_path / "escaped.json").exists()  # nothing landed outside it
+
+
+def test_a_trickling_server_is_cut_off(repo_files: dict[str, bytes]) -> None:
+    """Each read arrives inside the read timeout, but the whole request takes too long."""
+    slow = HttpSettings(
+        read_timeout=0.5, retries=0, block_size=512 * 1024, min_bytes_per_second=1e6
+    )
+    with RangeServer(  # 64 KiB chunks, one every 0.33 s: each inside the read timeout
+        {"big.pt": repo_files["pytorch_model.bin"]}, throttle_bytes_per_s=200_000
+    ) as server:
+        (result,) = scan_remote(server.file_url("big.pt"), ScanConfig(), settings=slow)
+    assert any("too slow" in error for error in result.errors)

@@ -50,6 +50,9 @@ class HttpSettings:
     max_redirects: int = 5
     block_size: int = 64 * 1024
     cache_bytes: int = 32 * 1024**2
+    #: Slowest transfer a request may keep up: past `read_timeout` plus its length at this
+    #: rate, a server trickling a byte at a time (each inside the read timeout) is cut off.
+    min_bytes_per_second: float = 4096.0
 
 
 class ReadClient(Protocol):
@@ -163,6 +166,7 @@ class RangeClient:
         self, url: str, start: int, length: int, total: int | None, shown: str
     ) -> tuple[bytes, int | None]:
         self.requests += 1
+        started = time.monotonic()
         headers = {"Range": f"bytes={start}-{start + length - 1}"}
         with self._client.stream("GET", url, headers=headers) as response:
             status = response.status_code
@@ -186,9 +190,17 @@ class RangeClient:
                     f"{shown}: the server says the file has {told} bytes, its listing {total}"
                 )
             data = bytearray()
+            deadline = (
+                started + self.settings.read_timeout + length / self.settings.min_bytes_per_second
+            )
             for chunk in response.iter_raw():
                 data += chunk
                 self.bytes_received += len(chunk)
+                if time.monotonic() > deadline:
+                    raise RemoteError(
+                        f"{shown}: {len(data)} of {length} bytes in"
+                        f" {time.monotonic() - started:.0f} s: the server is too slow (trickling?)"
+                    )
                 if len(data) > length:
                     if status == 200:  # whole body from byte 0: keep what was asked, hang up
                         return bytes(data[:length]), told

@@ -25,12 +25,12 @@ import importlib
 from typing import Any
 
 from modelward.remote.http import HttpSettings, RemoteError, check_length, first_line
-from modelward.remote.sources import RemoteFile, RemoteSource
+from modelward.remote.sources import MAX_LISTED_FILES, RemoteFile, RemoteSource
 
 #: Target prefixes read through an object store's fsspec file system.
 OBJECT_PREFIXES = ("s3://", "gs://")
 #: Objects one prefix may list before the listing stops with an error.
-MAX_OBJECTS = 100_000
+MAX_OBJECTS = MAX_LISTED_FILES
 
 _EXTRAS = {"s3://": ("s3fs", "S3FileSystem", "s3"), "gs://": ("gcsfs", "GCSFileSystem", "gcs")}
 

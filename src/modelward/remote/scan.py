@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from modelward.findings import Location, ScanResult
+from modelward.findings import Finding, Location, ScanResult, Severity
 from modelward.formats.interface import Blob
 from modelward.remote.http import (
     HttpSettings,
@@ -106,24 +106,29 @@ def _scan_file(
 
     start = time.monotonic()
     result = ScanResult(path=remote.shown)
-    local = stage.joinpath(*PurePosixPath(remote.path).parts)
-    local.parent.mkdir(parents=True, exist_ok=True)
-    local.touch()  # names alone matter to the folder checks for files read by range
-    staged.append(local)
+    local = _stage_name(remote, stage, result)
+    if local is not None:
+        staged.append(local)
     try:
         size = remote.size if remote.size is not None else client.size(remote.url, remote.shown)
+        if size < 0:
+            raise RemoteError(f"{remote.shown}: the listing gives a negative size ({size})")
         data = None
         sha256 = remote.sha256 or ""
         if size <= SMALL_FILE_BYTES:
             data = client.read(remote.url, 0, size, size, remote.shown)
             sha256 = hashlib.sha256(data).hexdigest()
-            local.write_bytes(data)
+            if local is not None:
+                local.write_bytes(data)
     except RemoteError as exc:
         result.errors.append(without_location(str(exc), remote.shown))
         result.format = "unreadable"
         return result, None
     digest = config.digest()
-    if store is not None and sha256 and not rescan:
+    # A finding about the listed name is not about the bytes: such a result is neither looked
+    # up nor kept under the bytes' digest.
+    named_badly = bool(result.findings)
+    if store is not None and sha256 and not rescan and not named_badly:
         cached = store.cached_result(sha256, digest)
         if cached is not None:
             from modelward.store.records import ScanEvent
@@ -152,7 +157,39 @@ def _scan_file(
         return result, None
     from modelward.store.records import ScanEvent
 
-    return result, ScanEvent(sha256, result, "cli", digest, False, reusable=not result.errors)
+    reusable = not result.errors and not named_badly
+    return result, ScanEvent(sha256, result, "cli", digest, False, reusable=reusable)
+
+
+def _stage_name(remote: RemoteFile, stage: Path, result: ScanResult) -> Path | None:
+    """The empty stand-in for `remote` in the staging copy (its bytes are written there when
+    it is fetched whole), or None when its listed path cannot be staged.
+
+    The path comes from the server: one that is absolute or has `..` parts is a finding and
+    is never written (it would land outside the staging folder); one that clashes with
+    another listed name (a file where a folder must be) is the file's error.
+    """
+    parts = PurePosixPath(remote.path).parts
+    if not parts or remote.path.startswith("/") or "\\" in remote.path or ".." in parts:
+        result.findings.append(
+            Finding(
+                "MW-ARCHIVE-PATH-TRAVERSAL",
+                Severity.HIGH,
+                Location(remote.shown),
+                "the listing names a file whose path is absolute or climbs out of the"
+                " repository with `..`; a download of it would write elsewhere on this machine",
+                evidence=remote.path[:300],
+            )
+        )
+        return None
+    local = stage.joinpath(*parts)
+    try:
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.touch()  # names alone matter to the folder checks for files read by range
+    except OSError as exc:
+        result.errors.append(f"cannot lay out the listed path {remote.path!r}: {exc.strerror}")
+        return None
+    return local
 
 
 def without_location(message: str, shown: str) -> str:

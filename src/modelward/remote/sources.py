@@ -17,6 +17,10 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from modelward.remote.http import HttpSettings, ReadClient, RemoteError, first_line
 
+#: Files one target may list before the listing stops with an error (a hostile listing is
+#: bounded like a hostile archive).
+MAX_LISTED_FILES = 100_000
+
 #: Prefixes of the targets `scan` reads remotely.
 REMOTE_PREFIXES = ("hf://", "http://", "https://", "s3://", "gs://")
 
@@ -94,18 +98,21 @@ def _resolve_hub(target: str, timeout: float) -> RemoteSource:
         commit = info.sha
         if not commit:
             raise RemoteError(f"{target}: the Hub named no commit for revision {revision!r}")
-        entries = [
-            entry
-            for entry in api.list_repo_tree(
-                repo, repo_type=repo_type, revision=commit, recursive=True
-            )
-            if isinstance(entry, RepoFile)
-            and (
+        entries = []
+        for count, entry in enumerate(
+            api.list_repo_tree(repo, repo_type=repo_type, revision=commit, recursive=True)
+        ):
+            if count >= MAX_LISTED_FILES:
+                raise RemoteError(
+                    f"{target}: more than {MAX_LISTED_FILES} entries in the listing;"
+                    " scan a narrower /PATH"
+                )
+            if isinstance(entry, RepoFile) and (
                 not prefix
                 or entry.path == prefix
                 or entry.path.startswith(prefix.rstrip("/") + "/")
-            )
-        ]
+            ):
+                entries.append(entry)
     except RemoteError:
         raise
     except (HfHubHTTPError, HFValidationError) as exc:
