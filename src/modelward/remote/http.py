@@ -239,7 +239,8 @@ class SegmentCache:
         self._limit = limit
 
     def find(self, position: int) -> tuple[int, bytes] | None:
-        for start, data in self._segments.items():
+        # Newest first: a sequential read finds its segment at once.
+        for start, data in reversed(self._segments.items()):
             if start <= position < start + len(data):
                 self._segments.move_to_end(start)
                 return start, data
